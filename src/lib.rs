@@ -1,4 +1,10 @@
 //! apit-moodle-sync: keeps Moodle in step with accessplanit.
+pub mod callback;
+pub mod config;
 pub mod events;
 pub mod moodle;
+pub mod retry;
 pub mod store;
+pub mod sync;
+pub mod tenant;
+pub mod worker;

@@ -1,0 +1,54 @@
+//! The generic webhook callback: POST the write-back's JSON with a bearer token.
+
+use async_trait::async_trait;
+
+use super::{Callback, CallbackError, http_client, retry_after};
+use crate::config::{CallbackConfig, Secret};
+use crate::store::Writeback;
+
+/// POSTs `{"tenant", "entity", "accessplanit_id", "moodle_id", …}`; any 2xx is done.
+pub struct WebhookCallback {
+    http: reqwest::Client,
+    url: String,
+    token: Option<Secret>,
+}
+
+impl WebhookCallback {
+    /// A client for `[tenants.X.callback]` with `kind = "webhook"`.
+    pub fn new(config: &CallbackConfig) -> Self {
+        WebhookCallback {
+            http: http_client(config.timeout),
+            url: config.url.clone().unwrap_or_default(),
+            token: config.bearer_token.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Callback for WebhookCallback {
+    async fn deliver(&self, wb: &Writeback) -> Result<(), CallbackError> {
+        let mut request = self
+            .http
+            .post(&self.url)
+            // Lets the receiver drop a re-delivery of the same write-back.
+            .header("Idempotency-Key", wb.id.to_string())
+            .json(&wb.payload);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallbackError::transport("the callback URL", &e))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(CallbackError::from_status(
+                "the callback URL",
+                status,
+                retry_after(response.headers()),
+            ))
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The handler layer: one event → the Moodle steps of SPEC §3 → links and write-backs.
+//!
+//! Plain code over two interfaces ([`Moodle`] and [`Store`]), no HTTP types, so
+//! it is testable without a server. Every step is find-or-create by a
+//! deterministic key, so running a job again (after a crash or a retry) is safe.
+
+mod booking;
+mod course;
+mod user;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::{CallbackKind, TenantConfig};
+use crate::events::{Event, EventKind};
+use crate::moodle::{ErrorClass, Moodle, MoodleError};
+use crate::store::{NewWriteback, Store, StoreError};
+
+/// Everything a handler needs for one job.
+pub struct Context<'a> {
+    pub tenant: &'a str,
+    pub config: &'a TenantConfig,
+    pub moodle: &'a dyn Moodle,
+    pub store: &'a dyn Store,
+    /// The job the write-backs belong to.
+    pub job_id: Option<Uuid>,
+    pub now: DateTime<Utc>,
+}
+
+/// The Moodle IDs a job resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MoodleIds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<i64>,
+}
+
+/// What a job did (kept even when it fails half-way).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub moodle: MoodleIds,
+    /// One line per step, for people reading the job.
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+}
+
+impl Outcome {
+    fn step(&mut self, text: impl Into<String>) {
+        self.steps.push(text.into());
+    }
+}
+
+/// A failed job step, classified for the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncError {
+    pub class: ErrorClass,
+    /// Operator-facing: what failed and, for configuration errors, the fix.
+    pub message: String,
+    /// A delay Moodle asked for (HTTP `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl SyncError {
+    /// A data error: this record is wrong and retrying will not help.
+    pub fn data(message: impl Into<String>) -> Self {
+        SyncError {
+            class: ErrorClass::Data,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A configuration error: someone must change a setting.
+    pub fn configuration(message: impl Into<String>) -> Self {
+        SyncError {
+            class: ErrorClass::Configuration,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<MoodleError> for SyncError {
+    fn from(e: MoodleError) -> Self {
+        let class = match e.class() {
+            // An unresolved conflict reaching here is a clash with someone else's record.
+            ErrorClass::Conflict => ErrorClass::Data,
+            other => other,
+        };
+        let message = match e.fix() {
+            Some(fix) if !e.to_string().contains(&fix) => format!("{e}. Fix: {fix}"),
+            _ => e.to_string(),
+        };
+        SyncError {
+            class,
+            message,
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+impl From<StoreError> for SyncError {
+    fn from(e: StoreError) -> Self {
+        SyncError {
+            class: ErrorClass::Transient,
+            message: format!("store: {e}"),
+            retry_after: None,
+        }
+    }
+}
+
+/// How a job ended, with what it did either way.
+pub type Handled = (Outcome, Result<Disposition, SyncError>);
+
+/// A successful end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Succeeded,
+    /// Nothing to do; `Outcome::skip_reason` says why.
+    Skipped,
+}
+
+/// A step that ends the job early without an error.
+pub(crate) struct Skip(pub String);
+
+/// Internal result of a step: continue, skip the job, or fail.
+pub(crate) enum Stop {
+    Skip(Skip),
+    Fail(SyncError),
+}
+
+impl<E: Into<SyncError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Fail(e.into())
+    }
+}
+
+pub(crate) type Step<T> = Result<T, Stop>;
+
+pub(crate) fn skip<T>(reason: impl Into<String>) -> Step<T> {
+    Err(Stop::Skip(Skip(reason.into())))
+}
+
+/// Runs one event against Moodle.
+pub async fn handle(ctx: &Context<'_>, event: &Event) -> Handled {
+    let mut run = Run {
+        ctx,
+        outcome: Outcome::default(),
+    };
+    let result = match event.kind {
+        EventKind::CourseSaved => run.course_saved(event).await,
+        EventKind::CourseDateChanged => run.course_date_changed(event).await,
+        EventKind::BookingCreated => run.booking_created(event).await,
+        EventKind::BookingCancelled => run.booking_cancelled(event).await,
+    };
+    let Run { mut outcome, .. } = run;
+    let result = match result {
+        Ok(()) => Ok(Disposition::Succeeded),
+        Err(Stop::Skip(Skip(reason))) => {
+            outcome.skip_reason = Some(reason);
+            Ok(Disposition::Skipped)
+        }
+        Err(Stop::Fail(e)) => Err(e),
+    };
+    (outcome, result)
+}
+
+/// One job in progress: the context plus what it has done so far.
+pub(crate) struct Run<'c, 'a> {
+    pub ctx: &'c Context<'a>,
+    pub outcome: Outcome,
+}
+
+impl Run<'_, '_> {
+    /// Queues a write-back of a Moodle ID accessplanit does not have yet.
+    async fn write_back(&mut self, entity: &str, apit_id: &str, moodle_id: i64) -> Step<()> {
+        if self.ctx.config.callback.kind == CallbackKind::None {
+            return Ok(());
+        }
+        let payload = json!({
+            "tenant": self.ctx.tenant,
+            "entity": entity,
+            "accessplanit_id": apit_id,
+            "moodle_id": moodle_id,
+        });
+        let queued = self
+            .ctx
+            .store
+            .enqueue_writeback(
+                NewWriteback {
+                    job_id: self.ctx.job_id,
+                    tenant: self.ctx.tenant.to_string(),
+                    entity: entity.to_string(),
+                    apit_id: apit_id.to_string(),
+                    payload,
+                },
+                self.ctx.now,
+            )
+            .await?;
+        if queued {
+            self.outcome
+                .step(format!("write-back queued: {entity} {apit_id} → {moodle_id}"));
+        }
+        Ok(())
+    }
+}
