@@ -114,7 +114,9 @@ impl Walker {
     fn course(&mut self, kind: EventKind, root: &Obj) -> Option<CourseInfo> {
         let course = self.object(root, "course", true)?;
         let id = self.required(&course, "id", entity_id);
-        let label = self.field(&course, "label", kind == EventKind::CourseSaved, label);
+        let label = self.field(&course, "label", kind == EventKind::CourseSaved, |v| {
+            plain_text(v, LABEL_MAX)
+        });
         let course_type = self.optional(&course, "type", lenient::course_type);
         let sync_to_moodle = self.optional(&course, "sync_to_moodle", lenient::flag);
         let moodle_id = self.optional(&course, "moodle_id", lenient::moodle_id);
@@ -169,6 +171,7 @@ impl Walker {
         // takes a name and an email. A bad moodle_id is reported on its own,
         // not also as three missing fields.
         let need_profile = kind == EventKind::BookingCreated && matches!(moodle_id, Some(None));
+        let name = |v| plain_text(v, NAME_MAX);
         let first_name = self.field(&user, "first_name", need_profile, name);
         let last_name = self.field(&user, "last_name", need_profile, name);
         let email = self.field(&user, "email", need_profile, email);
@@ -261,18 +264,11 @@ fn event_id(value: &Value) -> Read<String> {
     checked(lenient::id(value), |id| rules::max_chars(id, EVENT_ID_MAX))
 }
 
-/// Becomes the Moodle course fullname (PARAM_TEXT, 254 characters).
-fn label(value: &Value) -> Read<String> {
+/// Text Moodle keeps as PARAM_TEXT / PARAM_NOTAGS in a column of `max`
+/// characters: the course fullname (label), first and last names.
+fn plain_text(value: &Value, max: usize) -> Read<String> {
     checked(lenient::text(value), |text| {
-        rules::max_chars(text, LABEL_MAX)?;
-        rules::no_html_tags(text)
-    })
-}
-
-/// Becomes a Moodle first or last name (PARAM_NOTAGS, 100 characters).
-fn name(value: &Value) -> Read<String> {
-    checked(lenient::text(value), |text| {
-        rules::max_chars(text, NAME_MAX)?;
+        rules::max_chars(text, max)?;
         rules::no_html_tags(text)
     })
 }

@@ -88,9 +88,8 @@ fn local_to_utc(local: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
             // A day earlier is safely before the change (zones change their
             // offset at most a few times a year), so its offset is the one
             // the gap jumped away from.
-            let before = tz
-                .offset_from_utc_datetime(&(local - TimeDelta::days(1)))
-                .fix();
+            let day_before = local.checked_sub_signed(TimeDelta::days(1))?;
+            let before = tz.offset_from_utc_datetime(&day_before).fix();
             Some(local.checked_sub_offset(before)?.and_utc())
         }
     }
