@@ -1,0 +1,460 @@
+//! Event bodies (SPEC §2) and their lenient parsing and validation.
+//!
+//! Workflows build bodies from merge fields, so parsing is forgiving: IDs may be
+//! strings or integers, booleans `true/false/yes/no/1/0` in any case, an empty
+//! string means absent, times are RFC 3339 or UK/ISO local times in the tenant's
+//! time zone. What comes out is a typed, validated [`Event`] or a [`Rejection`]
+//! naming every bad field.
+//!
+//! Layout: `lenient` has one reader per value type, `time` the time formats,
+//! `rules` the checks Moodle's limits call for, and `parse` walks a body of
+//! one kind with them. This file holds the types and what the service derives
+//! from an event (idempotency hash, entity, ordering keys).
+
+mod lenient;
+mod parse;
+mod rules;
+mod time;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The four webhook events (the URL slug is the contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A course (date) was created or edited.
+    CourseSaved,
+    /// A course's start or end changed.
+    CourseDateChanged,
+    /// A delegate was booked onto a course.
+    BookingCreated,
+    /// A delegate was cancelled, deleted or transferred away.
+    BookingCancelled,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::CourseSaved,
+        EventKind::CourseDateChanged,
+        EventKind::BookingCreated,
+        EventKind::BookingCancelled,
+    ];
+
+    /// The URL slug and stored job kind, e.g. `course-saved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CourseSaved => "course-saved",
+            EventKind::CourseDateChanged => "course-date-changed",
+            EventKind::BookingCreated => "booking-created",
+            EventKind::BookingCancelled => "booking-cancelled",
+        }
+    }
+
+    /// Parses a URL slug.
+    pub fn parse(slug: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == slug)
+    }
+
+    /// True for the booking events, which carry `booking` and `user`.
+    pub fn is_booking(self) -> bool {
+        matches!(
+            self,
+            EventKind::BookingCreated | EventKind::BookingCancelled
+        )
+    }
+}
+
+/// The accessplanit course type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CourseType {
+    /// Face to face; synced as its own Moodle course.
+    Classroom,
+    /// Online, live; synced as its own Moodle course.
+    Webinar,
+    /// Self-paced; delegates are enrolled on the template's Moodle course.
+    Elearning,
+}
+
+/// The course template (eLearning courses enrol on the template's Moodle course).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// accessplanit template ID.
+    pub id: Option<String>,
+    /// Template name (informational: nothing in Moodle is named from it).
+    pub name: Option<String>,
+    /// HTML; becomes the Moodle course summary.
+    pub aims: Option<String>,
+    /// The Moodle course an eLearning template's delegates are enrolled on.
+    pub moodle_id: Option<i64>,
+}
+
+/// The `course` object of every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseInfo {
+    /// accessplanit course (date) ID.
+    pub id: String,
+    /// Course name; the Moodle fullname. Required for `course-saved`.
+    pub label: Option<String>,
+    /// Absent means classroom.
+    #[serde(rename = "type")]
+    pub course_type: Option<CourseType>,
+    /// The "Sync to Moodle" checkbox; absent means true (the workflow chose to send it).
+    pub sync_to_moodle: Option<bool>,
+    /// Link to this existing Moodle course.
+    pub moodle_id: Option<i64>,
+    /// Start, whole seconds. Required for `course-date-changed`.
+    pub start: Option<DateTime<Utc>>,
+    /// End, never before `start`. Required for `course-date-changed`.
+    pub end: Option<DateTime<Utc>>,
+    /// Absent when the body's template fields are all empty.
+    pub template: Option<Template>,
+}
+
+impl CourseInfo {
+    /// The course type, classroom when absent.
+    pub fn kind(&self) -> CourseType {
+        self.course_type.unwrap_or(CourseType::Classroom)
+    }
+}
+
+/// The `booking` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    /// accessplanit delegate ID.
+    pub id: String,
+}
+
+/// The `user` object of booking events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// accessplanit user (contact) ID.
+    pub id: String,
+    /// The user's Moodle ID when accessplanit already knows it.
+    pub moodle_id: Option<i64>,
+    /// Required for `booking-created` without `moodle_id`.
+    pub first_name: Option<String>,
+    /// Required for `booking-created` without `moodle_id`.
+    pub last_name: Option<String>,
+    /// Syntax-checked; required for `booking-created` without `moodle_id`.
+    pub email: Option<String>,
+}
+
+/// A validated event, as stored in its job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The kind the URL named.
+    pub kind: EventKind,
+    /// The sender's ID for this event (an idempotency key).
+    pub event_id: Option<String>,
+    /// The course, for every kind.
+    pub course: CourseInfo,
+    /// Set for booking events, `None` for course events.
+    pub booking: Option<Booking>,
+    /// Set for booking events, `None` for course events.
+    pub user: Option<UserInfo>,
+    /// Overrides the tenant's role for this enrolment.
+    pub role_id: Option<i64>,
+}
+
+/// One bad field, located by a JSON pointer into the request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// e.g. `/course/start`.
+    pub pointer: String,
+    /// A short sentence about the field, e.g. `is required`.
+    pub message: String,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not JSON, or not a JSON object (HTTP 400).
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    /// Every field that breaks a rule (HTTP 422).
+    #[error("{} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+impl Event {
+    /// Parses and validates a body of the given kind; local times are read in `tz`.
+    ///
+    /// `Malformed` when the body is not a JSON object; otherwise `Invalid`
+    /// with one [`FieldError`] per bad field, all of them at once.
+    pub fn parse(kind: EventKind, body: &[u8], tz: Tz) -> Result<Event, Rejection> {
+        parse::parse(kind, body, tz)
+    }
+
+    /// The event as it matters for idempotency: without `event_id`, with keys
+    /// sorted and absent fields left out.
+    ///
+    /// Two bodies that differ only in spelling (`"1"` vs `1`, `"yes"` vs
+    /// `true`, a local time vs the same instant in RFC 3339, blank vs missing
+    /// fields, unknown fields, `event_id`) give the same value. Leaving absent
+    /// fields out also keeps today's hashes when an optional field is added.
+    pub fn canonical_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).expect("an Event always serializes to JSON");
+        if let Value::Object(map) = &mut value {
+            map.remove("event_id");
+        }
+        canonical(value)
+    }
+
+    /// Hex SHA-256 of [`Event::canonical_json`]: the SPEC §2 body hash that
+    /// tells a re-send from a change.
+    pub fn body_hash(&self) -> String {
+        let bytes = serde_json::to_vec(&self.canonical_json()).expect("JSON values serialize");
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// The entity for the newest-event rule: `<kind>:<course id>` for course
+    /// events, `<kind>:<booking id>` for booking events.
+    pub fn entity(&self) -> String {
+        let id = match &self.booking {
+            Some(booking) => &booking.id,
+            None => &self.course.id,
+        };
+        format!("{}:{id}", self.kind.as_str())
+    }
+
+    /// What this event touches, so that jobs sharing a key run one at a time
+    /// in arrival order (the store adds the tenant): `course:<id>` always;
+    /// for booking events also `booking:<id>`, `user:<id>` and, when there is
+    /// an email, `email:<lower-cased email>` (two accessplanit users with one
+    /// email must not be created in Moodle at once); and `template:<id>` for
+    /// an eLearning course with a template, whose Moodle course is the one
+    /// enrolled on.
+    pub fn ordering_keys(&self) -> Vec<String> {
+        let mut keys = vec![format!("course:{}", self.course.id)];
+        if let Some(booking) = &self.booking {
+            keys.push(format!("booking:{}", booking.id));
+        }
+        if let Some(user) = &self.user {
+            keys.push(format!("user:{}", user.id));
+            if let Some(email) = &user.email {
+                keys.push(format!("email:{}", email.to_lowercase()));
+            }
+        }
+        let template_id = self.course.template.as_ref().and_then(|t| t.id.as_ref());
+        if let (CourseType::Elearning, Some(template_id)) = (self.course.kind(), template_id) {
+            keys.push(format!("template:{template_id}"));
+        }
+        keys
+    }
+}
+
+/// `value` with object keys sorted and `null` members dropped, at every
+/// depth. Sorting by hand keeps the order stable even if a dependency turns on
+/// serde_json's `preserve_order`.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(String, Value)> =
+                map.into_iter().filter(|(_, v)| !v.is_null()).collect();
+            members.sort_by(|(a, _), (b, _)| a.cmp(b));
+            Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect::<Map<_, _>>(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Europe::London;
+    use serde_json::json;
+
+    fn event(kind: EventKind, body: Value) -> Event {
+        Event::parse(kind, body.to_string().as_bytes(), London).expect("a valid body")
+    }
+
+    fn booking() -> Value {
+        json!({
+            "booking": {"id": "D555"},
+            "course": {"id": "C1001", "label": "First Aid", "type": "classroom",
+                       "sync_to_moodle": true, "moodle_id": null,
+                       "start": "2027-01-12T09:00:00Z", "end": "2027-01-14T17:00:00Z",
+                       "template": {"id": "T77", "aims": "<p>Aims</p>"}},
+            "user": {"id": "U9", "first_name": "Ada", "last_name": "Lovelace",
+                     "email": "ada@example.com"},
+            "role_id": 5
+        })
+    }
+
+    #[test]
+    fn lenient_spellings_hash_the_same() {
+        let base = event(EventKind::BookingCreated, booking()).body_hash();
+        let variants = [
+            json!({"event_id": "evt-9"}),
+            json!({"event_id": 12, "unknown": {"a": 1}}),
+            json!({"booking": {"id": " D555 ", "extra": "x"}}),
+            json!({"course": {"sync_to_moodle": "Yes"}}),
+            json!({"course": {"sync_to_moodle": "1"}}),
+            json!({"course": {"sync_to_moodle": 1}}),
+            json!({"course": {"type": " Classroom "}}),
+            json!({"course": {"moodle_id": "0"}}),
+            json!({"course": {"moodle_id": ""}}),
+            json!({"course": {"start": "12/01/2027 09:00", "end": "2027-01-14 17:00:00"}}),
+            json!({"course": {"start": "2027-01-12T10:00:00+01:00"}}),
+            json!({"course": {"template": {"name": "", "moodle_id": 0}}}),
+            json!({"user": {"moodle_id": "", "first_name": "  Ada"}}),
+            json!({"role_id": "5"}),
+        ];
+        for patch in variants {
+            let mut body = booking();
+            merge(&mut body, &patch);
+            let hash = event(EventKind::BookingCreated, body).body_hash();
+            assert_eq!(hash, base, "{patch}");
+        }
+        // Numeric IDs hash like their string spelling.
+        let numeric = json!({"course": {"id": 1001, "label": "L"}});
+        let text = json!({"course": {"id": "1001", "label": "L"}});
+        assert_eq!(
+            event(EventKind::CourseSaved, numeric).body_hash(),
+            event(EventKind::CourseSaved, text).body_hash()
+        );
+    }
+
+    #[test]
+    fn real_changes_change_the_hash() {
+        let base = event(EventKind::BookingCreated, booking()).body_hash();
+        let changes = [
+            json!({"booking": {"id": "D556"}}),
+            json!({"course": {"label": "First Aid at Work"}}),
+            json!({"course": {"sync_to_moodle": false}}),
+            json!({"course": {"moodle_id": 3}}),
+            json!({"course": {"start": "2027-01-12 09:01"}}),
+            json!({"course": {"template": {"aims": "<p>New aims</p>"}}}),
+            json!({"user": {"email": "ada@example.org"}}),
+            json!({"user": {"first_name": "ADA"}}),
+            json!({"role_id": 3}),
+            json!({"role_id": null}),
+        ];
+        for patch in changes {
+            let mut body = booking();
+            merge(&mut body, &patch);
+            let hash = event(EventKind::BookingCreated, body).body_hash();
+            assert_ne!(hash, base, "{patch}");
+        }
+        // The same body under another kind is another event.
+        let cancelled = event(EventKind::BookingCancelled, booking()).body_hash();
+        assert_ne!(cancelled, base);
+    }
+
+    #[test]
+    fn canonical_json_is_sorted_without_event_id_or_absent_fields() {
+        let body = json!({"event_id": "e1", "course": {"id": "C1", "label": "L", "type": ""}});
+        let canonical = event(EventKind::CourseSaved, body).canonical_json();
+        assert_eq!(
+            canonical.to_string(),
+            r#"{"course":{"id":"C1","label":"L"},"kind":"course-saved"}"#
+        );
+        let hash = event(
+            EventKind::CourseSaved,
+            json!({"course": {"id": "C1", "label": "L"}}),
+        )
+        .body_hash();
+        assert_eq!(hash.len(), 64);
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn entity_names_the_course_or_the_booking() {
+        let course = event(
+            EventKind::CourseSaved,
+            json!({"course": {"id": "C1", "label": "L"}}),
+        );
+        assert_eq!(course.entity(), "course-saved:C1");
+        let dates = json!({"course": {"id": 7, "start": "2027-01-12", "end": "2027-01-13"}});
+        assert_eq!(
+            event(EventKind::CourseDateChanged, dates).entity(),
+            "course-date-changed:7"
+        );
+        assert_eq!(
+            event(EventKind::BookingCreated, booking()).entity(),
+            "booking-created:D555"
+        );
+        assert_eq!(
+            event(EventKind::BookingCancelled, booking()).entity(),
+            "booking-cancelled:D555"
+        );
+    }
+
+    #[test]
+    fn ordering_keys() {
+        let course = event(
+            EventKind::CourseSaved,
+            json!({"course": {"id": "C1", "label": "L"}}),
+        );
+        assert_eq!(course.ordering_keys(), ["course:C1"]);
+
+        let mut body = booking();
+        body["user"]["email"] = json!("Ada@Example.COM");
+        assert_eq!(
+            event(EventKind::BookingCreated, body).ordering_keys(),
+            [
+                "course:C1001",
+                "booking:D555",
+                "user:U9",
+                "email:ada@example.com"
+            ]
+        );
+
+        // eLearning: the template's Moodle course is the one enrolled on.
+        let mut body = booking();
+        body["course"]["type"] = json!("eLearning");
+        body["user"] = json!({"id": "U9", "moodle_id": 42});
+        assert_eq!(
+            event(EventKind::BookingCancelled, body).ordering_keys(),
+            ["course:C1001", "booking:D555", "user:U9", "template:T77"]
+        );
+        let elearning = json!({"course": {"id": "C2", "label": "L", "type": "elearning"}});
+        assert_eq!(
+            event(EventKind::CourseSaved, elearning).ordering_keys(),
+            ["course:C2"]
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_their_slugs() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
+        }
+        assert_eq!(EventKind::parse("course_saved"), None);
+    }
+
+    #[test]
+    fn an_event_survives_the_store() {
+        let original = event(EventKind::BookingCreated, booking());
+        let stored = serde_json::to_value(&original).unwrap();
+        let back: Event = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, original);
+        assert_eq!(back.body_hash(), original.body_hash());
+    }
+
+    /// Overlays `patch` onto `body`, object member by member (shared with
+    /// the other test modules of `events`).
+    pub(super) fn merge(body: &mut Value, patch: &Value) {
+        match (body, patch) {
+            (Value::Object(body), Value::Object(patch)) => {
+                for (key, value) in patch {
+                    merge(body.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+            (body, patch) => *body = patch.clone(),
+        }
+    }
+}
