@@ -1,7 +1,9 @@
 //! apit-moodle-sync: keeps Moodle in step with accessplanit.
+pub mod app;
 pub mod callback;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod moodle;
 pub mod retry;
 pub mod store;

@@ -1,0 +1,277 @@
+//! Admin reads and actions on jobs, and the job views every answer shares.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::require_admin;
+use super::problem::Problem;
+use crate::store::{Attempt, Job, JobFilter, JobStatus, RetryResult, Writeback, WritebackStatus};
+
+/// Links from a job answer.
+#[derive(Debug, Serialize)]
+pub struct JobLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+}
+
+impl JobLinks {
+    fn of(job: &Job) -> Self {
+        let self_ = format!("/v1/jobs/{}", job.id);
+        let retry = matches!(job.status, JobStatus::Failed | JobStatus::Dead)
+            .then(|| format!("{self_}/retry"));
+        JobLinks { self_, retry }
+    }
+}
+
+/// `202 {job_id, status, links}`: accepted, not finished.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub links: JobLinks,
+}
+
+impl Accepted {
+    /// The 202 answer for a job.
+    pub fn of(job: &Job) -> Self {
+        Accepted {
+            job_id: job.id,
+            status: job.status,
+            links: JobLinks::of(job),
+        }
+    }
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let location = self.links.self_.clone();
+        (
+            StatusCode::ACCEPTED,
+            [(axum::http::header::LOCATION, location)],
+            Json(self),
+        )
+            .into_response()
+    }
+}
+
+/// A write-back as shown on its job.
+#[derive(Debug, Serialize)]
+pub struct WritebackView {
+    pub entity: String,
+    pub accessplanit_id: String,
+    pub moodle_id: Option<Value>,
+    pub status: WritebackStatus,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl From<Writeback> for WritebackView {
+    fn from(w: Writeback) -> Self {
+        WritebackView {
+            moodle_id: w.payload.get("moodle_id").cloned(),
+            entity: w.entity,
+            accessplanit_id: w.apit_id,
+            status: w.status,
+            attempts: w.attempts,
+            last_error: w.last_error,
+        }
+    }
+}
+
+/// A job with its outcome: status, Moodle IDs, calls, steps, skip reason or error.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub job_id: Uuid,
+    pub tenant: String,
+    pub kind: String,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The final error of a failed or dead job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    /// Moodle IDs resolved: `course_id`, `user_id`, `role_id`.
+    pub moodle: Value,
+    /// The Moodle calls of the last attempt.
+    pub calls: Value,
+    pub steps: Value,
+    /// Detail only: the stored event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+    /// Detail only: every attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Attempt>>,
+    /// Detail only: the write-backs this job queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writebacks: Option<Vec<WritebackView>>,
+    pub links: JobLinks,
+}
+
+impl JobView {
+    /// The summary view (lists, `?wait` answers).
+    pub fn of(job: &Job) -> Self {
+        let outcome = job.outcome.clone().unwrap_or(Value::Null);
+        let field = |k: &str, default: Value| outcome.get(k).cloned().unwrap_or(default);
+        let error = matches!(job.status, JobStatus::Failed | JobStatus::Dead)
+            .then(|| job.last_error.clone())
+            .flatten();
+        JobView {
+            job_id: job.id,
+            tenant: job.tenant.clone(),
+            kind: job.kind.clone(),
+            status: job.status,
+            attempts: job.attempts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            next_attempt_at: (job.status == JobStatus::Queued)
+                .then_some(job.next_attempt_at)
+                .flatten(),
+            last_error: job.last_error.clone(),
+            error,
+            skip_reason: outcome
+                .get("skip_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            moodle: field("moodle", Value::Object(Default::default())),
+            calls: field("calls", Value::Array(Vec::new())),
+            steps: field("steps", Value::Array(Vec::new())),
+            event: None,
+            history: None,
+            writebacks: None,
+            links: JobLinks::of(job),
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<JobView>, Problem> {
+    require_admin(&headers, state.admin_token.as_ref())?;
+    let id = parse_id(&id)?;
+    let job = state
+        .store
+        .job(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
+    let mut view = JobView::of(&job);
+    view.event = Some(job.event.clone());
+    view.history = Some(state.store.attempts(id).await?);
+    view.writebacks = Some(
+        state
+            .store
+            .writebacks_for_job(id)
+            .await?
+            .into_iter()
+            .map(WritebackView::from)
+            .collect(),
+    );
+    Ok(Json(view))
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Uuid>,
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// `GET /v1/jobs?tenant&status&kind&ref&limit&cursor`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<JobPage>, Problem> {
+    require_admin(&headers, state.admin_token.as_ref())?;
+    let mut filter = JobFilter {
+        limit: DEFAULT_LIMIT,
+        ..JobFilter::default()
+    };
+    for (key, value) in &query {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match key.as_str() {
+            "tenant" => filter.tenant = Some(value.to_string()),
+            "kind" => filter.kind = Some(value.to_string()),
+            "ref" => filter.reference = Some(value.to_string()),
+            "status" => {
+                filter.status = Some(JobStatus::parse(value).ok_or_else(|| {
+                    Problem::bad_query(format!(
+                        "status must be one of queued, running, succeeded, skipped, failed, dead (got {value})"
+                    ))
+                })?)
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| Problem::bad_query(format!("limit must be 1 to {MAX_LIMIT}")))?
+            }
+            "cursor" => filter.before = Some(parse_id(value).map_err(|_| Problem::bad_query("cursor is not a job id"))?),
+            other => return Err(Problem::bad_query(format!("unknown query parameter {other}"))),
+        }
+    }
+    let jobs = state.store.jobs(&filter).await?;
+    let next_cursor = (jobs.len() as u32 == filter.limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(Json(JobPage {
+        jobs: jobs.iter().map(JobView::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// `POST /v1/jobs/{id}/retry`: re-queue a failed or dead job now.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Accepted, Problem> {
+    require_admin(&headers, state.admin_token.as_ref())?;
+    let id = parse_id(&id)?;
+    match state.store.retry(id, Utc::now()).await? {
+        RetryResult::Requeued(job) => {
+            tracing::info!(job_id = %id, "job re-queued by an operator");
+            state.wake.notify_one();
+            Ok(Accepted::of(&job))
+        }
+        RetryResult::NotRetryable(job) => Err(Problem::conflict(format!(
+            "job {id} is {}: only failed or dead jobs can be retried",
+            job.status.as_str()
+        ))),
+        RetryResult::NotFound => Err(Problem::not_found(format!("no job {id}"))),
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(id).map_err(|_| Problem::not_found(format!("no job {id}")))
+}
