@@ -1,0 +1,80 @@
+//! `openapi.yaml` and the router agree: every served route is described, and
+//! every described operation is served.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_yaml::Value;
+
+use crate::support::*;
+
+fn spec() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml exists");
+    serde_yaml::from_str(&text).expect("openapi.yaml is YAML")
+}
+
+/// `(METHOD, /path/{param})` of every operation in openapi.yaml.
+fn described() -> BTreeSet<(String, String)> {
+    let spec = spec();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut out = BTreeSet::new();
+    for (path, item) in spec["paths"].as_mapping().expect("paths") {
+        for (method, _) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                out.insert((method.to_uppercase(), path.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// `(METHOD, /path/{param})` of every route in the router's source.
+fn served() -> BTreeSet<(String, String)> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs")).unwrap();
+    let mut out = BTreeSet::new();
+    for line in src.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(".route(\"") else { continue };
+        let (path, handlers) = rest.split_once('"').unwrap();
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if handlers.contains(&format!("{method}(")) {
+                out.insert((method.to_uppercase(), path.to_string()));
+            }
+        }
+    }
+    assert!(out.len() >= 6, "router parse found too few routes: {out:?}");
+    out
+}
+
+#[test]
+fn every_route_is_described_and_every_description_is_a_route() {
+    let described = described();
+    let served = served();
+    let missing: Vec<_> = served.difference(&described).collect();
+    assert!(missing.is_empty(), "served but not in openapi.yaml: {missing:?}");
+    let extra: Vec<_> = described.difference(&served).collect();
+    assert!(extra.is_empty(), "in openapi.yaml but not served: {extra:?}");
+}
+
+#[tokio::test]
+async fn every_described_operation_answers_on_the_running_service() {
+    let app = spawn_app().await;
+    for (method, path) in described() {
+        let concrete = path
+            .replace("{tenant}", TENANT)
+            .replace("{kind}", "course-saved")
+            .replace("{id}", "00000000-0000-7000-8000-000000000000");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app
+            .http
+            .request(method.clone(), format!("{}{concrete}", app.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(!body.contains("no such route"), "{method} {path} is not routed");
+    }
+}
