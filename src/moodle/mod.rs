@@ -6,10 +6,13 @@
 
 mod client;
 mod encode;
+mod envelope;
 mod error;
+mod functions;
+mod sanitize;
 
-pub use client::{MoodleClient, MoodleSession};
-pub use encode::FormParams;
+pub use client::{ClientBuildError, MoodleClient, MoodleSession};
+pub use encode::{FormObject, FormParams, FormValue};
 pub use error::{ErrorClass, MoodleError};
 
 use async_trait::async_trait;
@@ -176,7 +179,8 @@ pub trait Moodle: Send + Sync {
     /// `core_course_update_courses` with one course; a warning is an error.
     async fn update_course(&self, update: &CourseUpdate) -> Result<(), MoodleError>;
     /// `core_user_get_users_by_field` with one value.
-    async fn users_by_field(&self, field: UserField, value: &str) -> Result<Vec<User>, MoodleError>;
+    async fn users_by_field(&self, field: UserField, value: &str)
+    -> Result<Vec<User>, MoodleError>;
     /// `core_user_get_users` with one `email` criterion (case-insensitive LIKE);
     /// the caller must still check for exact equality.
     async fn users_by_email_like(&self, email: &str) -> Result<Vec<User>, MoodleError>;
@@ -190,5 +194,9 @@ pub trait Moodle: Send + Sync {
     async fn course_totals(&self, courseid: i64) -> Result<Vec<CourseTotal>, MoodleError>;
     /// `core_completion_get_course_completion_status`; `None` for "no completion data"
     /// (`usernotenroled`, `nocriteriaset`).
-    async fn completion(&self, courseid: i64, userid: i64) -> Result<Option<Completion>, MoodleError>;
+    async fn completion(
+        &self,
+        courseid: i64,
+        userid: i64,
+    ) -> Result<Option<Completion>, MoodleError>;
 }
