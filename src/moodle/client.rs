@@ -283,6 +283,8 @@ impl MoodleSession {
     ) -> Result<T, MoodleError> {
         let function = request.function;
         let (answer, ms) = self.client.exchange(&request).await;
+        // Before anything is derived from it: the outcome, the log, the caller's error.
+        let answer = answer.map_err(|e| e.redacted(self.token()));
         // What Moodle answered decides the outcome, even when `parse` turns an error
         // into a value (completion's `usernotenroled` is recorded as such).
         let answered = answer.as_ref().err().map(MoodleError::outcome);
@@ -291,7 +293,6 @@ impl MoodleSession {
             ..
         }) = &answer
         {
-            let debuginfo = sanitize::redact(debuginfo, self.token());
             tracing::debug!(function, %debuginfo, "moodle debuginfo");
         }
         let result = parse(function, answer).map_err(|e| e.redacted(self.token()));

@@ -10,6 +10,8 @@ mod envelope;
 mod error;
 mod functions;
 mod sanitize;
+#[cfg(test)]
+mod tests;
 
 pub use client::{ClientBuildError, MoodleClient, MoodleSession};
 pub use encode::{FormObject, FormParams, FormValue};
