@@ -133,6 +133,258 @@ mod tests {
         );
     }
 
+    /// Every error envelope recorded from Moodle 4.5 (moodle-fixtures, one per distinct
+    /// function and body; the 1.6 kB debug SQL one left out): its class, and a clean
+    /// one-line text with a fix exactly for configuration errors.
+    #[test]
+    fn recorded_error_envelopes() {
+        use ErrorClass::*;
+        let rows: &[(&str, &str, ErrorClass, &str)] = &[
+            (
+                "core_completion_get_course_completion_status/completion_disabled",
+                "core_completion_get_course_completion_status",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"cannotviewreport","message":"You cannot view this report"}"#,
+            ),
+            (
+                "core_completion_get_course_completion_status/enabled_no_criteria",
+                "core_completion_get_course_completion_status",
+                Data,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"nocriteriaset","message":"No completion criteria set for this course"}"#,
+            ),
+            (
+                "core_completion_get_course_completion_status/unknown_course",
+                "core_completion_get_course_completion_status",
+                Data,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table course."}"#,
+            ),
+            (
+                "core_completion_get_course_completion_status/user_not_enrolled",
+                "core_completion_get_course_completion_status",
+                Data,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"usernotenroled","message":"User is not enrolled in this course"}"#,
+            ),
+            (
+                "core_course_create_courses/batch_second_fails",
+                "core_course_create_courses",
+                Conflict,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"shortnametaken","message":"Short name is already used for another course (APIT-C1-52c2f4)"}"#,
+            ),
+            (
+                "core_course_create_courses/blank_shortname",
+                "core_course_create_courses",
+                Data,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"errorinvalidparam","message":"The param \"shortname\" is invalid."}"#,
+            ),
+            (
+                "core_course_create_courses/duplicate_idnumber",
+                "core_course_create_courses",
+                Conflict,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"courseidnumbertaken","message":"ID number is already used for another course (apit-ev-1-52c2f4)"}"#,
+            ),
+            (
+                "core_course_create_courses/duplicate_shortname__debug",
+                "core_course_create_courses",
+                Conflict,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"shortnametaken","message":"Short name is already used for another course (dbg-52c302)"}"#,
+            ),
+            (
+                "core_course_create_courses/enddate_before_startdate",
+                "core_course_create_courses",
+                Data,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"enddatebeforestartdate","message":"The course end date must be after the start date."}"#,
+            ),
+            (
+                "core_course_create_courses/overlong_fullname",
+                "core_course_create_courses",
+                Transient,
+                r#"{"exception":"dml_write_exception","errorcode":"dmlwriteexception","message":"Error writing to database"}"#,
+            ),
+            (
+                "core_course_create_courses/unknown_categoryid",
+                "core_course_create_courses",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"errorcatcontextnotvalid","message":"You cannot execute functions in the category context (category id:999999). The context error message was: Invalid parameter value detected"}"#,
+            ),
+            (
+                "core_course_get_courses_by_field/by_ids_with_unknown_id",
+                "core_course_get_courses_by_field",
+                Defect,
+                r#"{"exception":"Error","message":"Attempt to assign property \"contextvalidated\" on null"}"#,
+            ),
+            (
+                "core_course_get_courses_by_field/invalid_field",
+                "core_course_get_courses_by_field",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "core_enrol_get_enrolled_users/unknown_course",
+                "core_enrol_get_enrolled_users",
+                Data,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table course."}"#,
+            ),
+            (
+                "core_role_assign_roles/role_not_assignable",
+                "core_role_assign_roles",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "core_user_create_users/batch_one_bad",
+                "core_user_create_users",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "core_user_create_users/invalid_username__debug",
+                "core_user_create_users",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected","debuginfo":"users => Invalid parameter value detected: username => Invalid parameter value detected: Invalid external api parameter: the value is \"Bad User52c302\", the server was expecting \"username\" type"}"#,
+            ),
+            (
+                "core_user_create_users/weak_password",
+                "core_user_create_users",
+                Defect,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"<div>Passwords must be at least 8 characters long.</div><div>Passwords must have at least 1 digit(s).</div><div>Passwords must have at least 1 upper case letter(s).</div><div>The password must have at least 1 special character(s) such as *, -, or #.</div>","message":"error/<div>Passwords must be at least 8 characters long.</div><div>Passwords must have at least 1 digit(s).</div><div>Passwords must have at least 1 upper case letter(s).</div><div>The password must have at least 1 special character(s) such as *, -, or #.</div>"}"#,
+            ),
+            (
+                "core_user_get_users_by_field/invalid_field",
+                "core_user_get_users_by_field",
+                Data,
+                r#"{"exception":"core\\exception\\coding_exception","errorcode":"codingerror","message":"Coding error detected, it must be fixed by a programmer: invalid field parameter"}"#,
+            ),
+            (
+                "core_user_get_users_by_field/username_other_case",
+                "core_user_get_users_by_field",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/batch_one_bad",
+                "enrol_manual_enrol_users",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"wsusercannotassign","message":"You don't have the permission to assign this role (1) to this user (6) in this course (6)."}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/role_not_assignable",
+                "enrol_manual_enrol_users",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"wsusercannotassign","message":"You don't have the permission to assign this role (1) to this user (6) in this course (2)."}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/role_unknown",
+                "enrol_manual_enrol_users",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"wsusercannotassign","message":"You don't have the permission to assign this role (999) to this user (6) in this course (2)."}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/unknown_course",
+                "enrol_manual_enrol_users",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/unknown_course__debug",
+                "enrol_manual_enrol_users",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected","debuginfo":"Context does not exist"}"#,
+            ),
+            (
+                "enrol_manual_enrol_users/unknown_user",
+                "enrol_manual_enrol_users",
+                Data,
+                r#"{"exception":"TypeError","message":"core\\user::get_name_placeholders(): Argument #1 ($user) must be of type stdClass, bool given, called in <moodle-dir>/lib/enrollib.php on line 3677"}"#,
+            ),
+            (
+                "enrol_manual_unenrol_users/unknown_course",
+                "enrol_manual_unenrol_users",
+                Data,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table course."}"#,
+            ),
+            (
+                "enrol_manual_unenrol_users/unknown_user",
+                "enrol_manual_unenrol_users",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "gradereport_overview_get_course_grades/unknown_user",
+                "gradereport_overview_get_course_grades",
+                Data,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invaliduser","message":"Invalid user"}"#,
+            ),
+            (
+                "gradereport_user_get_grade_items/unknown_course",
+                "gradereport_user_get_grade_items",
+                Data,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table course."}"#,
+            ),
+            (
+                "rest_envelope/function_not_in_service",
+                "enrol_manual_enrol_users",
+                Configuration,
+                r#"{"exception":"webservice_access_exception","errorcode":"accessexception","message":"Access control exception"}"#,
+            ),
+            (
+                "rest_envelope/invalid_token",
+                "core_webservice_get_site_info",
+                Configuration,
+                r#"{"exception":"core\\exception\\moodle_exception","errorcode":"invalidtoken","message":"Invalid token - token not found"}"#,
+            ),
+            (
+                "rest_envelope/missing_capability",
+                "core_course_create_courses",
+                Configuration,
+                r#"{"exception":"core\\exception\\required_capability_exception","errorcode":"nopermissions","message":"Sorry, but you do not currently have permissions to do that (Create courses)."}"#,
+            ),
+            (
+                "rest_envelope/missing_required_parameter",
+                "core_course_create_courses",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected"}"#,
+            ),
+            (
+                "rest_envelope/missing_required_parameter__debug",
+                "core_course_create_courses",
+                Data,
+                r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected","debuginfo":"courses => Invalid parameter value detected: Missing required key in single structure: shortname"}"#,
+            ),
+            (
+                "rest_envelope/missing_rest_use_capability",
+                "core_webservice_get_site_info",
+                Configuration,
+                r#"{"exception":"webservice_access_exception","errorcode":"accessexception","message":"Access control exception"}"#,
+            ),
+            (
+                "rest_envelope/unknown_wsfunction",
+                "core_does_not_exist",
+                Configuration,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table external_functions."}"#,
+            ),
+            (
+                "rest_envelope/unknown_wsfunction__debug",
+                "core_does_not_exist",
+                Configuration,
+                r#"{"exception":"dml_missing_record_exception","errorcode":"invalidrecord","message":"Can't find data record in database table external_functions.","debuginfo":"SELECT * FROM {external_functions} WHERE name = ?\n[array (\n  0 => 'core_does_not_exist',\n)]"}"#,
+            ),
+        ];
+        for (fixture, function, class, body) in rows {
+            let error = read(function, json(body)).unwrap_err();
+            assert_eq!(error.class(), *class, "{fixture}: {error:?}");
+            assert_eq!(error.fix().is_some(), *class == Configuration, "{fixture}");
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!("{function}: ")),
+                "{fixture}: {text}"
+            );
+            assert!(
+                !text.contains('\n') && !text.contains('<'),
+                "{fixture}: {text}"
+            );
+        }
+    }
+
     /// fixture enrol_manual_enrol_users/unknown_user.json, with a real server path.
     #[test]
     fn typeerror_without_errorcode_loses_its_path() {

@@ -213,8 +213,10 @@ pub struct Completion {
 
 /// The Moodle operations the service uses; one method per web-service call.
 ///
-/// Every method makes exactly one HTTP call. A Moodle error envelope, a
-/// blocking warning, or a transport failure is a [`MoodleError`].
+/// Every method makes at most one HTTP call: none when the answer is known without
+/// asking (an empty lookup value, an update with no field set, an empty enrolment
+/// list; see [`MoodleSession`]). A Moodle error envelope, a blocking warning, or a
+/// transport failure is a [`MoodleError`].
 #[async_trait]
 pub trait Moodle: Send + Sync {
     /// `core_webservice_get_site_info`.
