@@ -21,7 +21,9 @@ use crate::worker::Worker;
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     // A second call (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -51,7 +53,7 @@ pub async fn run(
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let tenants = Tenants::from_config(&config);
+    let tenants = Tenants::from_config(&config).context("invalid tenant settings")?;
     let wake = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -381,7 +381,8 @@ impl Config {
         if self.worker.concurrency == 0 {
             problems.push("worker.concurrency: must be at least 1".into());
         }
-        if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff
+        if self.retry.initial_backoff.is_zero()
+            || self.retry.max_backoff < self.retry.initial_backoff
         {
             problems.push(
                 "retry: initial_backoff must be > 0 and max_backoff >= initial_backoff".into(),
@@ -442,8 +443,8 @@ impl Config {
             if t.moodle_timeout.is_zero() {
                 problems.push(format!("{}: must be more than 0s", key("moodle_timeout")));
             }
-            let prefix_ok = t.idnumber_prefix.len() <= 40
-                && !t.idnumber_prefix.contains(char::is_whitespace);
+            let prefix_ok =
+                t.idnumber_prefix.len() <= 40 && !t.idnumber_prefix.contains(char::is_whitespace);
             if !prefix_ok {
                 problems.push(format!(
                     "{}: at most 40 characters, no spaces",
@@ -500,7 +501,10 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.admin_token.is_none() {
-            out.push("admin_token is not set: the admin API (/v1/jobs, grades/sync) refuses every call".into());
+            out.push(
+                "admin_token is not set: the admin API (/v1/jobs, grades/sync) refuses every call"
+                    .into(),
+            );
         }
         if self.tenants.is_empty() {
             out.push("no [tenants.*] configured: every event will be answered 404".into());

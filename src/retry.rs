@@ -62,9 +62,7 @@ impl Policy {
             ..
         } = self.config;
         let exp = attempts.saturating_sub(1).min(30);
-        let mut delay = initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(max_backoff);
+        let mut delay = initial_backoff.saturating_mul(1u32 << exp).min(max_backoff);
         if pace == Pace::Slow {
             delay = delay.max(SLOW_FLOOR.min(max_backoff));
         }
@@ -90,7 +88,8 @@ impl Policy {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Next {
-        let max_age = chrono::Duration::from_std(self.config.max_age).unwrap_or(chrono::Duration::MAX);
+        let max_age =
+            chrono::Duration::from_std(self.config.max_age).unwrap_or(chrono::Duration::MAX);
         if now.signed_duration_since(since) >= max_age {
             return Next::GiveUp;
         }
@@ -118,7 +117,10 @@ mod tests {
         let secs: Vec<u64> = (1..=11)
             .map(|n| p.delay(n, Pace::Normal, None).as_secs())
             .collect();
-        assert_eq!(secs, [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]);
+        assert_eq!(
+            secs,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
+        );
         assert_eq!(p.delay(400, Pace::Normal, None).as_secs(), 3600);
     }
 
@@ -132,9 +134,21 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_bounds() {
         let p = policy();
-        assert_eq!(p.delay(1, Pace::Normal, Some(Duration::from_secs(300))).as_secs(), 300);
-        assert_eq!(p.delay(1, Pace::Normal, Some(Duration::from_secs(99_999))).as_secs(), 3600);
-        assert_eq!(p.delay(5, Pace::Normal, Some(Duration::from_secs(1))).as_secs(), 160);
+        assert_eq!(
+            p.delay(1, Pace::Normal, Some(Duration::from_secs(300)))
+                .as_secs(),
+            300
+        );
+        assert_eq!(
+            p.delay(1, Pace::Normal, Some(Duration::from_secs(99_999)))
+                .as_secs(),
+            3600
+        );
+        assert_eq!(
+            p.delay(5, Pace::Normal, Some(Duration::from_secs(1)))
+                .as_secs(),
+            160
+        );
     }
 
     #[test]

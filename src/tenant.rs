@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::callback::{self, Callback};
 use crate::config::{Config, TenantConfig};
-use crate::moodle::MoodleClient;
+use crate::moodle::{ClientBuildError, MoodleClient};
 
 /// One accessplanit customer and the clients for its Moodle and its write-backs.
 pub struct Tenant {
@@ -23,26 +23,24 @@ pub struct Tenants(Arc<BTreeMap<String, Arc<Tenant>>>);
 
 impl Tenants {
     /// Builds the clients of every tenant in the configuration.
-    pub fn from_config(config: &Config) -> Self {
-        let map = config
-            .tenants
-            .iter()
-            .map(|(name, t)| {
-                let tenant = Tenant {
-                    name: name.clone(),
-                    config: t.clone(),
-                    moodle: MoodleClient::new(
-                        &t.moodle_url,
-                        t.moodle_token().expose().to_string().into(),
-                        t.moodle_timeout,
-                        t.max_concurrency,
-                    ),
-                    callback: callback::from_config(&t.callback),
-                };
-                (name.clone(), Arc::new(tenant))
-            })
-            .collect();
-        Tenants(Arc::new(map))
+    pub fn from_config(config: &Config) -> Result<Self, ClientBuildError> {
+        let mut map = BTreeMap::new();
+        for (name, t) in &config.tenants {
+            let moodle = MoodleClient::new(
+                &t.moodle_url,
+                t.moodle_token().expose().to_string().into(),
+                t.moodle_timeout,
+                t.max_concurrency,
+            )?;
+            let tenant = Tenant {
+                name: name.clone(),
+                config: t.clone(),
+                moodle,
+                callback: callback::from_config(&t.callback),
+            };
+            map.insert(name.clone(), Arc::new(tenant));
+        }
+        Ok(Tenants(Arc::new(map)))
     }
 
     /// The tenant named in a URL.

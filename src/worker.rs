@@ -88,7 +88,10 @@ impl Worker {
                 report_panic(done);
             }
         };
-        if tokio::time::timeout(self.config.shutdown_timeout, drain).await.is_err() {
+        if tokio::time::timeout(self.config.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 abandoned = running.len(),
                 "shutdown timeout: abandoning running jobs; they run again when their lease expires"
@@ -187,7 +190,12 @@ impl Worker {
     }
 
     /// The job's next status from the attempt's result and the retry schedule.
-    fn decide(&self, job: &Job, outcome: JobOutcome, result: Result<Disposition, SyncError>) -> Finish {
+    fn decide(
+        &self,
+        job: &Job,
+        outcome: JobOutcome,
+        result: Result<Disposition, SyncError>,
+    ) -> Finish {
         let now = Utc::now();
         let calls = outcome.calls.clone();
         let outcome_json = serde_json::to_value(&outcome).ok();

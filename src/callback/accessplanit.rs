@@ -68,23 +68,42 @@ impl AccessplanitCallback {
         match wb.entity.as_str() {
             "user" => Ok(("User", wb.apit_id.clone(), json!({ "MoodleID": moodle_id }))),
             "course" => {
-                let field = self.course_field.as_deref().ok_or_else(|| missing("course_field"))?;
-                Ok(("CourseDate", wb.apit_id.clone(), json!({ field: moodle_id })))
+                let field = self
+                    .course_field
+                    .as_deref()
+                    .ok_or_else(|| missing("course_field"))?;
+                Ok((
+                    "CourseDate",
+                    wb.apit_id.clone(),
+                    json!({ field: moodle_id }),
+                ))
             }
             "template" => {
                 let field = self
                     .template_field
                     .as_deref()
                     .ok_or_else(|| missing("template_field"))?;
-                Ok(("CourseTemplate", wb.apit_id.clone(), json!({ field: moodle_id })))
+                Ok((
+                    "CourseTemplate",
+                    wb.apit_id.clone(),
+                    json!({ field: moodle_id }),
+                ))
             }
             "delegate" => {
-                let field = self.score_field.as_deref().ok_or_else(|| missing("score_field"))?;
+                let field = self
+                    .score_field
+                    .as_deref()
+                    .ok_or_else(|| missing("score_field"))?;
                 let mut body = Map::new();
-                body.insert(field.to_string(), wb.payload.get("score").cloned().unwrap_or(Value::Null));
+                body.insert(
+                    field.to_string(),
+                    wb.payload.get("score").cloned().unwrap_or(Value::Null),
+                );
                 Ok(("UserCourseDate", wb.apit_id.clone(), Value::Object(body)))
             }
-            other => Err(CallbackError::Rejected(format!("unknown write-back entity {other}"))),
+            other => Err(CallbackError::Rejected(format!(
+                "unknown write-back entity {other}"
+            ))),
         }
     }
 
@@ -125,10 +144,9 @@ impl AccessplanitCallback {
                 _ => CallbackError::from_status(TARGET, status, retry_after(response.headers())),
             });
         }
-        let answer: TokenAnswer = response
-            .json()
-            .await
-            .map_err(|_| CallbackError::Transient(format!("{TARGET} sent an unreadable token answer"), None))?;
+        let answer: TokenAnswer = response.json().await.map_err(|_| {
+            CallbackError::Transient(format!("{TARGET} sent an unreadable token answer"), None)
+        })?;
         // v1 tokens last 60 minutes; renew early so a request never carries a stale one.
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600).saturating_sub(60));
         let token = Secret::new(answer.access_token);
@@ -158,6 +176,10 @@ impl Callback for AccessplanitCallback {
             // The token may have been revoked early: fetch a new one next time.
             *self.token.lock().await = None;
         }
-        Err(CallbackError::from_status(TARGET, status, retry_after(response.headers())))
+        Err(CallbackError::from_status(
+            TARGET,
+            status,
+            retry_after(response.headers()),
+        ))
     }
 }

@@ -34,11 +34,17 @@ pub enum CallbackError {
 
 impl CallbackError {
     /// Classifies an HTTP status that is not 2xx.
-    pub(crate) fn from_status(target: &str, status: reqwest::StatusCode, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn from_status(
+        target: &str,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+    ) -> Self {
         let text = format!("{target} answered HTTP {}", status.as_u16());
         match status.as_u16() {
             408 | 429 | 500..=599 => CallbackError::Transient(text, retry_after),
-            401 | 403 => CallbackError::Configuration(format!("{text}: check the callback credentials")),
+            401 | 403 => {
+                CallbackError::Configuration(format!("{text}: check the callback credentials"))
+            }
             _ => CallbackError::Rejected(text),
         }
     }

@@ -31,7 +31,11 @@ impl Outbox {
             if *shutdown.borrow() {
                 return;
             }
-            let claimed = match self.store.claim_writebacks(Utc::now(), self.lease, BATCH).await {
+            let claimed = match self
+                .store
+                .claim_writebacks(Utc::now(), self.lease, BATCH)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim write-backs; will try again");
@@ -105,7 +109,10 @@ async fn deliver(store: &dyn Store, tenants: &Tenants, policy: &Policy, wb: Writ
             }
         }
     };
-    if let Err(e) = store.finish_writeback(wb.id, wb.attempts, now, finish).await {
+    if let Err(e) = store
+        .finish_writeback(wb.id, wb.attempts, now, finish)
+        .await
+    {
         tracing::warn!(error = %e, "could not record the write-back result; it will be delivered again");
     }
 }

@@ -56,7 +56,11 @@ pub fn verify_signature(
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Problem::unauthorized(format!("the {name} header is required (Standard Webhooks signature)")))
+            .ok_or_else(|| {
+                Problem::unauthorized(format!(
+                    "the {name} header is required (Standard Webhooks signature)"
+                ))
+            })
     };
     let id = header("webhook-id")?;
     let timestamp = header("webhook-timestamp")?;
@@ -90,7 +94,9 @@ pub fn verify_signature(
     if valid {
         Ok(())
     } else {
-        Err(Problem::unauthorized("webhook-signature does not match the body"))
+        Err(Problem::unauthorized(
+            "webhook-signature does not match the body",
+        ))
     }
 }
 
@@ -132,10 +138,21 @@ mod tests {
         let lower = headers(&[("authorization", "bearer s3cret".into())]);
         assert!(require_bearer(&lower, &secret, "webhook secret").is_ok());
         let wrong = headers(&[("authorization", "Bearer s3creT".into())]);
-        assert_eq!(require_bearer(&wrong, &secret, "x").unwrap_err().status, 401);
+        assert_eq!(
+            require_bearer(&wrong, &secret, "x").unwrap_err().status,
+            401
+        );
         let basic = headers(&[("authorization", "Basic s3cret".into())]);
-        assert_eq!(require_bearer(&basic, &secret, "x").unwrap_err().status, 401);
-        assert_eq!(require_bearer(&HeaderMap::new(), &secret, "x").unwrap_err().status, 401);
+        assert_eq!(
+            require_bearer(&basic, &secret, "x").unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            require_bearer(&HeaderMap::new(), &secret, "x")
+                .unwrap_err()
+                .status,
+            401
+        );
         assert!(require_admin(&ok, None).is_err());
     }
 
@@ -154,7 +171,10 @@ mod tests {
         let good = headers(&[
             ("webhook-id", id.into()),
             ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", format!("v1,bogus {}", sign(&secret, id, ts, body))),
+            (
+                "webhook-signature",
+                format!("v1,bogus {}", sign(&secret, id, ts, body)),
+            ),
         ]);
         assert!(verify_signature(&good, body, &secret, now).is_ok());
         assert!(verify_signature(&good, b"{}", &secret, now).is_err());

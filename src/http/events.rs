@@ -47,7 +47,9 @@ impl EventQuery {
                         .parse()
                         .ok()
                         .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                        .ok_or_else(|| Problem::bad_query("wait must be a number of seconds (at most 30)"))?;
+                        .ok_or_else(|| {
+                            Problem::bad_query("wait must be a number of seconds (at most 30)")
+                        })?;
                     q.wait = Duration::from_secs_f64(secs).min(MAX_WAIT);
                 }
                 "force" => {
@@ -57,7 +59,11 @@ impl EventQuery {
                         _ => return Err(Problem::bad_query("force must be true or false")),
                     }
                 }
-                other => return Err(Problem::bad_query(format!("unknown query parameter {other}"))),
+                other => {
+                    return Err(Problem::bad_query(format!(
+                        "unknown query parameter {other}"
+                    )));
+                }
             }
         }
         Ok(q)
@@ -66,8 +72,14 @@ impl EventQuery {
 
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads the body up to [`BODY_LIMIT`], refusing larger ones before reading them.
@@ -123,7 +135,9 @@ pub async fn receive(
         ))
     })?;
     require_bearer(&headers, tenant.config.webhook_secret(), "webhook secret")?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     if !is_json(content_type) {
         return Err(Problem::unsupported_media_type(content_type));
     }

@@ -56,7 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            Problem::new_status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+            Problem::new_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
         })
         .with_state(state)
         .layer(

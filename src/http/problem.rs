@@ -41,17 +41,32 @@ impl Problem {
 
     /// 400: the body is not JSON (or not an object).
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+            detail,
+        )
     }
 
     /// 400: a bad query parameter.
     pub fn bad_query(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-query", "Invalid query parameter", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Invalid query parameter",
+            detail,
+        )
     }
 
     /// 401: missing or wrong credentials.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
     }
 
     /// 404.

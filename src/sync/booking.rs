@@ -43,8 +43,14 @@ impl Run<'_, '_> {
         let role_id = event.role_id.unwrap_or(self.ctx.config.role_id);
         match on_cancel {
             OnCancel::Suspend => {
-                self.enrol(booking, course_id, user_id, role_id, EnrolmentState::Suspended)
-                    .await
+                self.enrol(
+                    booking,
+                    course_id,
+                    user_id,
+                    role_id,
+                    EnrolmentState::Suspended,
+                )
+                .await
             }
             OnCancel::Unenrol => {
                 let item = Unenrolment {
@@ -92,17 +98,32 @@ impl Run<'_, '_> {
         } else {
             format!("user {user_id} enrolled in course {course_id} with role {role_id}")
         });
-        self.record_enrolment(booking, course_id, user_id, state).await
+        self.record_enrolment(booking, course_id, user_id, state)
+            .await
     }
 
     /// Enrol and unenrol errors that mean "no such course" or "no such user",
     /// told apart as Moodle does (fixtures `unknown_course`, `unknown_user`).
-    fn enrol_error(&self, e: MoodleError, unenrol: bool, course_id: i64, user_id: i64) -> SyncError {
-        let no_errorcode = matches!(e, MoodleError::Exception { errorcode: None, .. });
+    fn enrol_error(
+        &self,
+        e: MoodleError,
+        unenrol: bool,
+        course_id: i64,
+        user_id: i64,
+    ) -> SyncError {
+        let no_errorcode = matches!(
+            e,
+            MoodleError::Exception {
+                errorcode: None,
+                ..
+            }
+        );
         let missing = match (unenrol, e.errorcode()) {
             (false, Some("invalidparameter")) => Some(format!("course {course_id}")),
             (false, None) if no_errorcode => Some(format!("user {user_id}")),
-            (true, Some("invalidrecord" | "invalidrecordunknown")) => Some(format!("course {course_id}")),
+            (true, Some("invalidrecord" | "invalidrecordunknown")) => {
+                Some(format!("course {course_id}"))
+            }
             (true, Some("invalidparameter")) => Some(format!("user {user_id}")),
             _ => None,
         };

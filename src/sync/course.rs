@@ -163,7 +163,10 @@ impl Run<'_, '_> {
             return skip("the course is not marked \"Sync to Moodle\"");
         }
         let ctx = self.ctx;
-        let link = ctx.store.link(ctx.tenant, LinkKind::Course, &course.id).await?;
+        let link = ctx
+            .store
+            .link(ctx.tenant, LinkKind::Course, &course.id)
+            .await?;
 
         if let Some(given) = course.moodle_id {
             let found = match &link {
@@ -178,7 +181,8 @@ impl Run<'_, '_> {
                         .into());
                     };
                     // Link without touching the course: later edits are sent as changes.
-                    let baseline = SentCourse::from_moodle(&c).merged(&SentCourse::from_event(course));
+                    let baseline =
+                        SentCourse::from_moodle(&c).merged(&SentCourse::from_event(course));
                     self.remember_course(&course.id, given, &baseline).await?;
                     self.outcome
                         .step(format!("course linked to the given Moodle course {given}"));
@@ -240,7 +244,12 @@ impl Run<'_, '_> {
                 self.outcome.step(format!("course created: {id}"));
                 Ok(id)
             }
-            Err(e) if matches!(e.errorcode(), Some("shortnametaken" | "courseidnumbertaken")) => {
+            Err(e)
+                if matches!(
+                    e.errorcode(),
+                    Some("shortnametaken" | "courseidnumbertaken")
+                ) =>
+            {
                 self.adopt_after_clash(course, idnumber, &new.shortname, e.errorcode())
                     .await
             }
@@ -268,8 +277,10 @@ impl Run<'_, '_> {
         if let Some(c) = ours {
             self.remember_course(&course.id, c.id, &SentCourse::from_moodle(&c))
                 .await?;
-            self.outcome
-                .step(format!("course already existed with idnumber {idnumber}: {}", c.id));
+            self.outcome.step(format!(
+                "course already existed with idnumber {idnumber}: {}",
+                c.id
+            ));
             return Ok(c.id);
         }
         let error = if code == Some("courseidnumbertaken") {
@@ -294,7 +305,8 @@ impl Run<'_, '_> {
         before: SentCourse,
     ) -> Step<()> {
         if !self.ctx.config.update_on_save {
-            self.outcome.step("update_on_save is off: course not updated");
+            self.outcome
+                .step("update_on_save is off: course not updated");
             return Ok(());
         }
         let changes = SentCourse::from_event(course).changes_from(&before);
@@ -381,7 +393,11 @@ impl Run<'_, '_> {
 
     /// The Moodle course a booking enrols on: classroom/webinar courses are
     /// created on the fly; eLearning uses the template's Moodle course.
-    pub(crate) async fn course_for_booking(&mut self, course: &CourseInfo, create: bool) -> Step<i64> {
+    pub(crate) async fn course_for_booking(
+        &mut self,
+        course: &CourseInfo,
+        create: bool,
+    ) -> Step<i64> {
         if course.kind() != CourseType::Elearning {
             return Ok(self.resolve_course(course, create).await?.0);
         }

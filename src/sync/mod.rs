@@ -212,8 +212,9 @@ impl Run<'_, '_> {
             )
             .await?;
         if queued {
-            self.outcome
-                .step(format!("write-back queued: {entity} {apit_id} → {moodle_id}"));
+            self.outcome.step(format!(
+                "write-back queued: {entity} {apit_id} → {moodle_id}"
+            ));
         }
         Ok(())
     }

@@ -22,7 +22,10 @@ pub(crate) fn username_from(email: Option<&str>, fallback: &str) -> String {
             .collect()
     };
     let from_email = email.map(clean).unwrap_or_default();
-    if from_email.trim_matches(|c: char| ".@_-".contains(c)).is_empty() {
+    if from_email
+        .trim_matches(|c: char| ".@_-".contains(c))
+        .is_empty()
+    {
         clean(fallback)
     } else {
         from_email
@@ -47,13 +50,20 @@ const VISIBILITY_HINT: &str = "if such an account exists, the token cannot see i
 
 impl Run<'_, '_> {
     /// The Moodle user of a booking; created (and written back) when `create`.
-    pub(crate) async fn resolve_user(&mut self, user: &UserInfo, create: bool) -> Step<Option<i64>> {
+    pub(crate) async fn resolve_user(
+        &mut self,
+        user: &UserInfo,
+        create: bool,
+    ) -> Step<Option<i64>> {
         let ctx = self.ctx;
         let link = ctx.store.link(ctx.tenant, LinkKind::User, &user.id).await?;
 
         if let Some(given) = user.moodle_id {
             if link.as_ref().is_none_or(|l| l.moodle_id != given) {
-                let found = ctx.moodle.users_by_field(UserField::Id, &given.to_string()).await?;
+                let found = ctx
+                    .moodle
+                    .users_by_field(UserField::Id, &given.to_string())
+                    .await?;
                 if found.is_empty() {
                     return Err(SyncError::data(format!(
                         "Moodle user {given} (user.moodle_id of accessplanit user {}) does not exist: correct the user's Moodle ID in accessplanit",
@@ -62,7 +72,8 @@ impl Run<'_, '_> {
                     .into());
                 }
                 self.remember_user(&user.id, given).await?;
-                self.outcome.step(format!("user linked to the given Moodle user {given}"));
+                self.outcome
+                    .step(format!("user linked to the given Moodle user {given}"));
             }
             self.outcome.moodle.user_id = Some(given);
             return Ok(Some(given));
@@ -74,7 +85,10 @@ impl Run<'_, '_> {
         }
 
         let idnumber = ctx.config.user_idnumber(&user.id);
-        let by_idnumber = ctx.moodle.users_by_field(UserField::Idnumber, &idnumber).await?;
+        let by_idnumber = ctx
+            .moodle
+            .users_by_field(UserField::Idnumber, &idnumber)
+            .await?;
         // Idnumbers may repeat in Moodle; the oldest account is the one we made first.
         if let Some(u) = by_idnumber.iter().min_by_key(|u| u.id) {
             return self
@@ -229,7 +243,10 @@ mod tests {
     #[test]
     fn usernames_follow_moodle_rules() {
         let cases = [
-            ("Ada.Lovelace+mdl@Example.COM", "ada.lovelacemdl@example.com"),
+            (
+                "Ada.Lovelace+mdl@Example.COM",
+                "ada.lovelacemdl@example.com",
+            ),
             ("Zoë@x.io", "zo@x.io"),
             ("o'brien@x.ie", "obrien@x.ie"),
             ("  ADA@EXAMPLE.COM ", "ada@example.com"),

@@ -38,8 +38,15 @@ async fn a_job_shows_every_attempt_with_its_moodle_calls() {
     let history = job["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[0]["number"], 1);
-    assert!(history[0]["error"].as_str().unwrap().contains("503"), "{}", history[0]);
-    assert_eq!(history[0]["calls"][0]["function"], "core_course_get_courses_by_field");
+    assert!(
+        history[0]["error"].as_str().unwrap().contains("503"),
+        "{}",
+        history[0]
+    );
+    assert_eq!(
+        history[0]["calls"][0]["function"],
+        "core_course_get_courses_by_field"
+    );
     assert!(history[0]["started_at"].is_string());
     assert_eq!(history[1]["error"], serde_json::Value::Null);
     assert_eq!(job["event"]["course"]["id"], "C1");
@@ -53,7 +60,11 @@ async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
     let mut ids = Vec::new();
     for n in 0..5 {
         let a = app
-            .post_event("course-saved", &course_saved(&format!("C{n}"), "First Aid"), "")
+            .post_event(
+                "course-saved",
+                &course_saved(&format!("C{n}"), "First Aid"),
+                "",
+            )
             .await;
         ids.push(a.job_id());
     }
@@ -62,7 +73,9 @@ async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
     app.post_event("course-saved", &skipped, "?wait=10").await;
     app.drain(Duration::from_secs(10)).await;
 
-    let page = app.admin_get("/v1/jobs?limit=3&kind=course-saved&status=succeeded").await;
+    let page = app
+        .admin_get("/v1/jobs?limit=3&kind=course-saved&status=succeeded")
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     let got: Vec<String> = page.body["jobs"]
         .as_array()
@@ -73,7 +86,9 @@ async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
     assert_eq!(got, [ids[4].clone(), ids[3].clone(), ids[2].clone()]);
     let cursor = page.body["next_cursor"].as_str().unwrap();
     let next = app
-        .admin_get(&format!("/v1/jobs?limit=3&status=succeeded&cursor={cursor}"))
+        .admin_get(&format!(
+            "/v1/jobs?limit=3&status=succeeded&cursor={cursor}"
+        ))
         .await;
     let rest: Vec<&str> = next.body["jobs"]
         .as_array()
@@ -83,7 +98,9 @@ async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
         .collect();
     assert_eq!(rest, [ids[1].as_str(), ids[0].as_str()]);
 
-    let skipped = app.admin_get(&format!("/v1/jobs?status=skipped&tenant={TENANT}")).await;
+    let skipped = app
+        .admin_get(&format!("/v1/jobs?status=skipped&tenant={TENANT}"))
+        .await;
     assert_eq!(skipped.body["jobs"].as_array().unwrap().len(), 1);
     let bad = app.admin_get("/v1/jobs?status=finished").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -111,8 +128,12 @@ async fn a_failed_job_can_be_retried_after_the_data_is_fixed() {
     assert_eq!(job["status"], "failed", "still no course 424242");
     assert_eq!(job["attempts"], 2);
 
-    let ok = app.post_event("course-saved", &course_saved("C2", "Fine"), "?wait=10").await;
-    let again = app.admin_post(&format!("/v1/jobs/{}/retry", ok.job_id())).await;
+    let ok = app
+        .post_event("course-saved", &course_saved("C2", "Fine"), "?wait=10")
+        .await;
+    let again = app
+        .admin_post(&format!("/v1/jobs/{}/retry", ok.job_id()))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     let unknown = app
         .admin_post("/v1/jobs/00000000-0000-7000-8000-000000000000/retry")

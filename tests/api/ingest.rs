@@ -27,11 +27,18 @@ fn assert_problem(a: &Answer, status: StatusCode) {
 async fn an_event_is_accepted_with_202_and_a_link() {
     let app = spawn_app().await;
     let a = app
-        .post_event("course-saved", &course_saved("C1001", "First Aid at Work"), "")
+        .post_event(
+            "course-saved",
+            &course_saved("C1001", "First Aid at Work"),
+            "",
+        )
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
     let id = a.job_id();
-    assert!(matches!(a.body["status"].as_str(), Some("queued" | "running" | "succeeded")));
+    assert!(matches!(
+        a.body["status"].as_str(),
+        Some("queued" | "running" | "succeeded")
+    ));
     assert_eq!(a.body["links"]["self"], format!("/v1/jobs/{id}"));
     assert_eq!(a.headers["location"], format!("/v1/jobs/{id}").as_str());
     let job = app.wait_final(&id, Duration::from_secs(10)).await;
@@ -42,7 +49,11 @@ async fn an_event_is_accepted_with_202_and_a_link() {
 async fn wait_answers_with_the_outcome() {
     let app = spawn_app().await;
     let a = app
-        .post_event("course-saved", &course_saved("C1001", "First Aid at Work"), "?wait=10")
+        .post_event(
+            "course-saved",
+            &course_saved("C1001", "First Aid at Work"),
+            "?wait=10",
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(a.body["status"], "succeeded");
@@ -54,7 +65,13 @@ async fn wait_answers_with_the_outcome() {
         .iter()
         .map(|c| c["function"].as_str().unwrap())
         .collect();
-    assert_eq!(calls, ["core_course_get_courses_by_field", "core_course_create_courses"]);
+    assert_eq!(
+        calls,
+        [
+            "core_course_get_courses_by_field",
+            "core_course_create_courses"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -65,7 +82,12 @@ async fn a_skipped_event_says_why() {
     let a = app.post_event("course-saved", &body, "?wait=10").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["status"], "skipped");
-    assert!(a.body["skip_reason"].as_str().unwrap().contains("Sync to Moodle"));
+    assert!(
+        a.body["skip_reason"]
+            .as_str()
+            .unwrap()
+            .contains("Sync to Moodle")
+    );
     assert!(app.moodle.calls().is_empty());
 }
 
@@ -74,7 +96,8 @@ async fn malformed_json_is_400() {
     let app = spawn_app().await;
     let a = app
         .post_raw("course-saved", "", |r| {
-            r.header("content-type", "application/json").body("{\"course\": ")
+            r.header("content-type", "application/json")
+                .body("{\"course\": ")
         })
         .await;
     assert_problem(&a, StatusCode::BAD_REQUEST);
@@ -104,7 +127,13 @@ async fn every_bad_field_is_listed_with_a_pointer() {
     pointers.sort();
     assert_eq!(
         pointers,
-        ["/booking/id", "/course/end", "/course/type", "/role_id", "/user/email"]
+        [
+            "/booking/id",
+            "/course/end",
+            "/course/type",
+            "/role_id",
+            "/user/email"
+        ]
     );
     assert_nothing_happened(&app).await;
 }
@@ -198,7 +227,8 @@ async fn signed_tenants_need_a_valid_standard_webhooks_signature() {
     let body = course_saved("C1", "First Aid").to_string();
     let unsigned = app
         .post_raw("course-saved", "", |r| {
-            r.header("content-type", "application/json").body(body.clone())
+            r.header("content-type", "application/json")
+                .body(body.clone())
         })
         .await;
     assert_problem(&unsigned, StatusCode::UNAUTHORIZED);
@@ -234,14 +264,18 @@ async fn the_same_idempotency_key_returns_the_same_job() {
     let app = spawn_app().await;
     let body = course_saved("C1001", "First Aid");
     let first = app
-        .post_raw("course-saved", "?wait=10", |r| r.header("idempotency-key", "evt-1").json(&body))
+        .post_raw("course-saved", "?wait=10", |r| {
+            r.header("idempotency-key", "evt-1").json(&body)
+        })
         .await;
     assert_eq!(first.status, StatusCode::OK);
     // A succeeded job is answered with its outcome, whatever the body says now.
     let mut other = body.clone();
     other["course"]["label"] = json!("Renamed");
     let again = app
-        .post_raw("course-saved", "", |r| r.header("idempotency-key", "evt-1").json(&other))
+        .post_raw("course-saved", "", |r| {
+            r.header("idempotency-key", "evt-1").json(&other)
+        })
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.job_id(), first.job_id());

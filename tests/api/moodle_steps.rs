@@ -34,7 +34,12 @@ async fn run(app: &TestApp, kind: &str, body: &Value) -> Value {
 #[tokio::test]
 async fn course_saved_creates_a_course_and_writes_its_id_back() {
     let app = spawn_app().await;
-    let out = run(&app, "course-saved", &course_saved("C1001", "First Aid at Work")).await;
+    let out = run(
+        &app,
+        "course-saved",
+        &course_saved("C1001", "First Aid at Work"),
+    )
+    .await;
     assert_eq!(out["status"], "succeeded");
     let courses = app.moodle.courses();
     assert_eq!(courses.len(), 1);
@@ -65,10 +70,15 @@ async fn course_saved_creates_a_course_and_writes_its_id_back() {
 #[tokio::test]
 async fn a_course_already_in_moodle_is_linked_by_idnumber_not_created_again() {
     let app = spawn_app().await;
-    let existing = app
-        .moodle
-        .add_course("First Aid at Work", "FA-OLD", 5, Some("apit-course-C1001"));
-    let out = run(&app, "course-saved", &course_saved("C1001", "First Aid at Work")).await;
+    let existing =
+        app.moodle
+            .add_course("First Aid at Work", "FA-OLD", 5, Some("apit-course-C1001"));
+    let out = run(
+        &app,
+        "course-saved",
+        &course_saved("C1001", "First Aid at Work"),
+    )
+    .await;
     assert_eq!(out["moodle"]["course_id"], existing);
     assert_eq!(app.moodle.courses().len(), 1);
     assert_eq!(app.moodle.call_count("core_course_create_courses"), 0);
@@ -84,7 +94,11 @@ async fn a_given_moodle_id_links_to_that_course_or_fails_naming_it() {
     assert_eq!(out["status"], "succeeded");
     assert_eq!(out["moodle"]["course_id"], existing);
     assert_eq!(app.moodle.courses().len(), 1, "no new course");
-    assert_eq!(app.moodle.courses()[0].fullname, "Their course", "linking changes nothing");
+    assert_eq!(
+        app.moodle.courses()[0].fullname,
+        "Their course",
+        "linking changes nothing"
+    );
 
     body["course"]["id"] = json!("C2002");
     body["course"]["moodle_id"] = json!(99999);
@@ -121,7 +135,8 @@ async fn course_date_changed_sends_both_dates() {
     let app = spawn_app().await;
     run(&app, "course-saved", &course_saved("C1001", "First Aid")).await;
     app.moodle.reset_calls();
-    let body = json!({"course": {"id": "C1001", "start": "2027-07-01 09:00", "end": "2027-07-02 17:00"}});
+    let body =
+        json!({"course": {"id": "C1001", "start": "2027-07-01 09:00", "end": "2027-07-02 17:00"}});
     let out = run(&app, "course-date-changed", &body).await;
     assert_eq!(out["status"], "succeeded");
     insta::assert_yaml_snapshot!("course_date_changed_requests", requests(&app));
@@ -130,7 +145,8 @@ async fn course_date_changed_sends_both_dates() {
     assert_eq!(c.startdate, 1814428800);
     assert_eq!(c.enddate, 1814544000);
 
-    let unknown = json!({"course": {"id": "C404", "start": "2027-07-01 09:00", "end": "2027-07-02 17:00"}});
+    let unknown =
+        json!({"course": {"id": "C404", "start": "2027-07-01 09:00", "end": "2027-07-02 17:00"}});
     let out = run(&app, "course-date-changed", &unknown).await;
     assert_eq!(out["status"], "skipped");
     assert_eq!(out["skip_reason"], "the course is not in Moodle");
@@ -163,7 +179,10 @@ async fn elearning_uses_the_template_course_and_never_creates_one() {
     b["course"]["template"] = json!({"id": "T10"});
     let out = run(&app, "booking-created", &b).await;
     assert_eq!(out["status"], "skipped");
-    assert!(app.moodle.calls().is_empty(), "nothing is sent for unlinked templates");
+    assert!(
+        app.moodle.calls().is_empty(),
+        "nothing is sent for unlinked templates"
+    );
 }
 
 #[tokio::test]
@@ -191,14 +210,22 @@ async fn a_booking_creates_course_user_and_enrolment_and_writes_ids_back() {
     let mut wb = app.wait_writebacks(2, Duration::from_secs(10)).await;
     wb.sort_by_key(|w| w["entity"].as_str().unwrap().to_string());
     assert_eq!(wb[0]["entity"], "course");
-    assert_eq!(wb[1], json!({"tenant": TENANT, "entity": "user", "accessplanit_id": "U9", "moodle_id": u.id}));
+    assert_eq!(
+        wb[1],
+        json!({"tenant": TENANT, "entity": "user", "accessplanit_id": "U9", "moodle_id": u.id})
+    );
 }
 
 #[tokio::test]
 async fn an_existing_moodle_user_is_matched_by_email_only_when_unique() {
     let app = spawn_app().await;
     let ada = app.moodle.add_user("ada", "ada@example.com", None);
-    let out = run(&app, "booking-created", &booking("D1", "C1", "U1", "ADA@example.com")).await;
+    let out = run(
+        &app,
+        "booking-created",
+        &booking("D1", "C1", "U1", "ADA@example.com"),
+    )
+    .await;
     assert_eq!(out["moodle"]["user_id"], ada);
     assert_eq!(app.moodle.users().len(), 1);
     assert_eq!(app.moodle.call_count("core_user_create_users"), 0);
@@ -206,10 +233,18 @@ async fn an_existing_moodle_user_is_matched_by_email_only_when_unique() {
 
 #[tokio::test]
 async fn a_username_taken_by_another_person_gets_a_suffix() {
-    let app = spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\nmatch_users_by_email = false")).await;
+    let app =
+        spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\nmatch_users_by_email = false"))
+            .await;
     // Someone else already has the username ada@example.com (with another email).
-    app.moodle.add_user("ada@example.com", "someone@else.org", None);
-    let out = run(&app, "booking-created", &booking("D1", "C1", "U1", "ada@example.com")).await;
+    app.moodle
+        .add_user("ada@example.com", "someone@else.org", None);
+    let out = run(
+        &app,
+        "booking-created",
+        &booking("D1", "C1", "U1", "ada@example.com"),
+    )
+    .await;
     assert_eq!(out["status"], "succeeded", "{out}");
     let users = app.moodle.users();
     let created = users.iter().find(|u| u.idnumber == "apit-user-U1").unwrap();
@@ -245,7 +280,8 @@ async fn a_cancellation_suspends_by_default_and_a_rebooking_reactivates() {
 
 #[tokio::test]
 async fn on_cancel_unenrol_and_ignore() {
-    let app = spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\non_cancel = \"unenrol\"")).await;
+    let app =
+        spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\non_cancel = \"unenrol\"")).await;
     let body = booking("D1", "C1", "U1", "ada@example.com");
     run(&app, "booking-created", &body).await;
     let out = run(&app, "booking-cancelled", &body).await;
@@ -253,7 +289,8 @@ async fn on_cancel_unenrol_and_ignore() {
     assert!(app.moodle.enrolments().is_empty());
     assert_eq!(app.moodle.users().len(), 1);
 
-    let app = spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\non_cancel = \"ignore\"")).await;
+    let app =
+        spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\non_cancel = \"ignore\"")).await;
     run(&app, "booking-created", &body).await;
     app.moodle.reset_calls();
     let out = run(&app, "booking-cancelled", &body).await;

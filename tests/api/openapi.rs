@@ -32,10 +32,13 @@ fn described() -> BTreeSet<(String, String)> {
 
 /// `(METHOD, /path/{param})` of every route in the router's source.
 fn served() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs")).unwrap();
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs")).unwrap();
     let mut out = BTreeSet::new();
     for line in src.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix(".route(\"") else { continue };
+        let Some(rest) = line.strip_prefix(".route(\"") else {
+            continue;
+        };
         let (path, handlers) = rest.split_once('"').unwrap();
         for method in ["get", "post", "put", "delete", "patch"] {
             if handlers.contains(&format!("{method}(")) {
@@ -52,9 +55,15 @@ fn every_route_is_described_and_every_description_is_a_route() {
     let described = described();
     let served = served();
     let missing: Vec<_> = served.difference(&described).collect();
-    assert!(missing.is_empty(), "served but not in openapi.yaml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "served but not in openapi.yaml: {missing:?}"
+    );
     let extra: Vec<_> = described.difference(&served).collect();
-    assert!(extra.is_empty(), "in openapi.yaml but not served: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "in openapi.yaml but not served: {extra:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,6 +84,9 @@ async fn every_described_operation_answers_on_the_running_service() {
         let status = r.status();
         let body = r.text().await.unwrap();
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-        assert!(!body.contains("no such route"), "{method} {path} is not routed");
+        assert!(
+            !body.contains("no such route"),
+            "{method} {path} is not routed"
+        );
     }
 }

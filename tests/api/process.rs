@@ -56,12 +56,20 @@ impl Service {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = service.http.get(format!("{}/readyz", service.base)).send().await {
+            if let Ok(r) = service
+                .http
+                .get(format!("{}/readyz", service.base))
+                .send()
+                .await
+            {
                 if r.status() == StatusCode::OK {
                     return service;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "service did not become ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "service did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -91,10 +99,18 @@ impl Service {
 }
 
 /// A configuration file for the binary, on a fresh SQLite file.
-fn write_config(dir: &Path, moodle: &FakeMoodle, receiver: &CallbackReceiver, lease: &str) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    moodle: &FakeMoodle,
+    receiver: &CallbackReceiver,
+    lease: &str,
+) -> PathBuf {
     let db = format!("sqlite://{}", dir.join("service.db").display());
     let toml = test_config(&db, moodle, receiver)
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{}\"", free_port()),
+        )
         .replace("lease = \"5s\"", &format!("lease = \"{lease}\""));
     let path = dir.join("config.toml");
     std::fs::write(&path, toml).unwrap();
@@ -128,21 +144,30 @@ async fn a_killed_service_finishes_every_accepted_event_once_after_restart() {
                 &format!("U{user}"),
                 &format!("user{user}@example.com"),
             );
-            assert_eq!(service.post("booking-created", &body).await, StatusCode::ACCEPTED);
+            assert_eq!(
+                service.post("booking-created", &body).await,
+                StatusCode::ACCEPTED
+            );
             expected += 1;
         }
     }
     // Let some jobs get half-way through their Moodle calls, then kill -9.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while moodle.call_count("enrol_manual_enrol_users") < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no progress before the kill");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress before the kill"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut service = service;
     service.child.kill().unwrap(); // SIGKILL
     service.child.wait().unwrap();
     let done_before = moodle.enrolments().len();
-    assert!(done_before < expected, "the kill came too late to prove anything");
+    assert!(
+        done_before < expected,
+        "the kill came too late to prove anything"
+    );
 
     let service = Service::start(&config, &log).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -151,7 +176,10 @@ async fn a_killed_service_finishes_every_accepted_event_once_after_restart() {
         if jobs.len() == expected && jobs.iter().all(|j| j["status"] == "succeeded") {
             break jobs;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not all jobs succeeded: {jobs:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all jobs succeeded: {jobs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(jobs.len(), expected);
@@ -161,7 +189,10 @@ async fn a_killed_service_finishes_every_accepted_event_once_after_restart() {
     let mut service = service;
     service.child.kill().unwrap();
     service.child.wait().unwrap();
-    assert_no_secret_in(&log, &[moodle.token(), WEBHOOK_SECRET, ADMIN_TOKEN, CALLBACK_TOKEN]);
+    assert_no_secret_in(
+        &log,
+        &[moodle.token(), WEBHOOK_SECRET, ADMIN_TOKEN, CALLBACK_TOKEN],
+    );
 }
 
 #[tokio::test]
@@ -175,7 +206,10 @@ async fn sigterm_drains_in_flight_jobs_and_exits_zero() {
     let mut service = Service::start(&config, &log).await;
 
     let body = booking("D1", "C1", "U1", "ada@example.com");
-    assert_eq!(service.post("booking-created", &body).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        service.post("booking-created", &body).await,
+        StatusCode::ACCEPTED
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while moodle.calls().is_empty() {
         assert!(tokio::time::Instant::now() < deadline);
@@ -190,20 +224,31 @@ async fn sigterm_drains_in_flight_jobs_and_exits_zero() {
     // Readiness turns 503 while the job drains.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let r = service.http.get(format!("{}/readyz", service.base)).send().await;
+        let r = service
+            .http
+            .get(format!("{}/readyz", service.base))
+            .send()
+            .await;
         if let Ok(r) = r {
             if r.status() == StatusCode::SERVICE_UNAVAILABLE {
                 break;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "readyz never went 503");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never went 503"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let exit = tokio::task::spawn_blocking(move || service.child.wait().unwrap())
         .await
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
-    assert_eq!(moodle.enrolments().len(), 1, "the in-flight job finished before exit");
+    assert_eq!(
+        moodle.enrolments().len(),
+        1,
+        "the in-flight job finished before exit"
+    );
 }
 
 #[tokio::test]

@@ -43,7 +43,12 @@ async fn twenty_bookings_of_one_new_person_at_once_make_one_user() {
     app.moodle.set_create_delay(Duration::from_millis(30));
     let mut sends = Vec::new();
     for n in 0..20 {
-        let body = booking(&format!("D{n}"), &format!("C{}", n % 4), "U9", "grace@example.com");
+        let body = booking(
+            &format!("D{n}"),
+            &format!("C{}", n % 4),
+            "U9",
+            "grace@example.com",
+        );
         let app = &app;
         sends.push(async move { app.post_event("booking-created", &body, "").await });
     }
@@ -56,14 +61,22 @@ async fn twenty_bookings_of_one_new_person_at_once_make_one_user() {
     assert_eq!(app.moodle.enrolments().len(), 4);
     let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 20);
-    assert!(statuses(&jobs).iter().all(|s| s == "succeeded"), "{:?}", statuses(&jobs));
+    assert!(
+        statuses(&jobs).iter().all(|s| s == "succeeded"),
+        "{:?}",
+        statuses(&jobs)
+    );
 }
 
 async fn assert_recovers_from(fault: Fault, times: usize) {
     let app = spawn_app().await;
     app.moodle.fail_next(times, fault);
     let a = app
-        .post_event("booking-created", &booking("D1", "C1", "U1", "ada@example.com"), "")
+        .post_event(
+            "booking-created",
+            &booking("D1", "C1", "U1", "ada@example.com"),
+            "",
+        )
         .await;
     let job = app.wait_final(&a.job_id(), Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -96,7 +109,11 @@ async fn a_create_that_worked_but_was_never_answered_is_not_repeated() {
     app.moodle
         .fail_next_call("core_user_create_users", 1, Fault::AfterCommit503);
     let a = app
-        .post_event("booking-created", &booking("D1", "C1", "U1", "ada@example.com"), "")
+        .post_event(
+            "booking-created",
+            &booking("D1", "C1", "U1", "ada@example.com"),
+            "",
+        )
         .await;
     let job = app.wait_final(&a.job_id(), Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -111,16 +128,25 @@ async fn assert_configuration_problem(
     break_moodle: impl FnOnce(&FakeMoodle),
     needles: &[&str],
 ) {
-    let app = spawn_app_with(|t| edit(t.replace("max_backoff = \"400ms\"", "max_backoff = \"1h\""))).await;
+    let app =
+        spawn_app_with(|t| edit(t.replace("max_backoff = \"400ms\"", "max_backoff = \"1h\"")))
+            .await;
     break_moodle(&app.moodle);
     let a = app
-        .post_event("booking-created", &booking("D1", "C1", "U1", "ada@example.com"), "?wait=3")
+        .post_event(
+            "booking-created",
+            &booking("D1", "C1", "U1", "ada@example.com"),
+            "?wait=3",
+        )
         .await;
     let id = a.job_id();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let job = loop {
         let job = app.job(&id).await;
-        if job["attempts"].as_u64() >= Some(1) && job["status"] == "queued" && job["last_error"].is_string() {
+        if job["attempts"].as_u64() >= Some(1)
+            && job["status"] == "queued"
+            && job["last_error"].is_string()
+        {
             break job;
         }
         assert!(tokio::time::Instant::now() < deadline, "{job}");
@@ -139,7 +165,12 @@ async fn assert_configuration_problem(
 
 #[tokio::test]
 async fn an_invalid_token_says_to_renew_it() {
-    assert_configuration_problem(|t| t, |m| m.set_token_valid(false), &["token", "moodle_token"]).await;
+    assert_configuration_problem(
+        |t| t,
+        |m| m.set_token_valid(false),
+        &["token", "moodle_token"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -187,7 +218,11 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
     let app = spawn_app().await;
     app.moodle.set_token_valid(false);
     let a = app
-        .post_event("booking-created", &booking("D1", "C1", "U1", "ada@example.com"), "?wait=2")
+        .post_event(
+            "booking-created",
+            &booking("D1", "C1", "U1", "ada@example.com"),
+            "?wait=2",
+        )
         .await;
     let id = a.job_id();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -195,7 +230,15 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
     everything += &app.job(&id).await.to_string();
     everything += &app.admin_get("/v1/jobs").await.body.to_string();
     everything += &app.get("/v1/jobs").await.body.to_string();
-    for secret in [app.moodle.token(), WEBHOOK_SECRET, ADMIN_TOKEN, CALLBACK_TOKEN] {
-        assert!(!everything.contains(secret), "a secret leaked: {everything}");
+    for secret in [
+        app.moodle.token(),
+        WEBHOOK_SECRET,
+        ADMIN_TOKEN,
+        CALLBACK_TOKEN,
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "a secret leaked: {everything}"
+        );
     }
 }
