@@ -36,8 +36,8 @@ CREATE INDEX jobs_claim ON jobs (seq) WHERE status IN ('queued', 'running');
 -- Listing newest first, by tenant or by status.
 CREATE INDEX jobs_tenant ON jobs (tenant, id);
 CREATE INDEX jobs_status ON jobs (status, id);
--- queue_stats (covering).
-CREATE INDEX jobs_stats ON jobs (tenant, status, created_at);
+-- Listing by tenant and status, newest first; and queue_stats (covering).
+CREATE INDEX jobs_tenant_status ON jobs (tenant, status, id, created_at);
 
 -- Ordering keys of ACTIVE (queued or running) jobs only, so "does an earlier
 -- active job share a key?" is one index probe that does not grow with history.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ use super::codec::{from_ms, to_ms};
 
 /// The built-in type OIDs (stable across PostgreSQL versions).
 const UUID_OID: Oid = Oid(2950);
+const UUID_ARRAY_OID: Oid = Oid(2951);
 const TIMESTAMPTZ_OID: Oid = Oid(1184);
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z).
@@ -29,6 +30,12 @@ pub(super) struct PgUuid(pub Uuid);
 impl Type<Postgres> for PgUuid {
     fn type_info() -> PgTypeInfo {
         PgTypeInfo::with_oid(UUID_OID)
+    }
+}
+
+impl PgHasArrayType for PgUuid {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(UUID_ARRAY_OID)
     }
 }
 

@@ -10,9 +10,9 @@
 //!   So jobs become visible in `seq` order, and a claimer never sees a job whose
 //!   earlier same-key neighbour is still uncommitted; without this, a job with a
 //!   smaller `seq` committing late could run beside a later one already claimed.
-//! - `claim` is one statement: candidates `FOR UPDATE SKIP LOCKED`, then the
-//!   update and the attempt rows, so concurrent claimers never get the same job
-//!   and never wait for each other.
+//! - `claim` locks its candidates `FOR UPDATE SKIP LOCKED`, so concurrent
+//!   claimers never get the same job and never wait for each other, then
+//!   re-checks the key rule in a fresh snapshot before taking them.
 //! - `finish` / `extend_lease` update only `running` rows of the caller's
 //!   attempt number; a reclaimed job's old worker changes nothing.
 
@@ -41,6 +41,20 @@ macro_rules! job_columns {
     () => {
         "id, seq, tenant, kind, event, keys, status, attempts, created_at, updated_at, \
          next_attempt_at, retry_since, lease_until, last_error, outcome"
+    };
+}
+
+/// Whether job `j` may be claimed at `$1` (the trait's rule): due or its lease
+/// expired, and no active job with a smaller seq shares one of its keys.
+macro_rules! runnable {
+    () => {
+        "j.status IN ('queued', 'running') \
+         AND ((j.status = 'queued' AND j.next_attempt_at <= $1) \
+           OR (j.status = 'running' AND j.lease_until < $1)) \
+         AND NOT EXISTS (SELECT 1 FROM job_keys mine \
+           JOIN job_keys earlier ON earlier.tenant = mine.tenant \
+             AND earlier.key = mine.key AND earlier.seq < mine.seq \
+           WHERE mine.job_id = j.id)"
     };
 }
 
@@ -394,26 +408,33 @@ impl Store for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One statement, so it is atomic without a transaction. SKIP LOCKED lets
-        // claimers pass each other's candidates; a candidate changed since this
-        // statement's snapshot is re-checked by PostgreSQL after locking it.
+        // Two statements in one transaction. The first picks candidates and
+        // locks them (SKIP LOCKED: claimers pass each other, nobody waits). The
+        // second re-checks the key rule in a fresh snapshot before taking them:
+        // PostgreSQL re-checks a row that changed after the first snapshot
+        // (e.g. finished and re-queued with a new seq meanwhile) only against
+        // that old snapshot of job_keys; the locked rows cannot change now.
+        let mut tx = self.pool.begin().await?;
+        let candidates: Vec<PgUuid> = sqlx::query_scalar(concat!(
+            "SELECT j.id FROM jobs j WHERE ",
+            runnable!(),
+            " ORDER BY j.seq LIMIT $2 FOR UPDATE OF j SKIP LOCKED"
+        ))
+        .bind(PgTime(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if candidates.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(concat!(
-            "WITH candidates AS ( \
-               SELECT j.id FROM jobs j \
-               WHERE j.status IN ('queued', 'running') \
-               AND ((j.status = 'queued' AND j.next_attempt_at <= $1) \
-                 OR (j.status = 'running' AND j.lease_until < $1)) \
-               AND NOT EXISTS (SELECT 1 FROM job_keys mine \
-                 JOIN job_keys earlier ON earlier.tenant = mine.tenant \
-                   AND earlier.key = mine.key AND earlier.seq < mine.seq \
-                 WHERE mine.job_id = j.id) \
-               ORDER BY j.seq LIMIT $3 \
-               FOR UPDATE OF j SKIP LOCKED \
-             ), claimed AS ( \
-               UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, \
+            "WITH claimed AS ( \
+               UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, \
                lease_until = $2, updated_at = $1 \
-               FROM candidates WHERE jobs.id = candidates.id \
-               RETURNING jobs.* \
+               WHERE j.id = ANY($3) AND ",
+            runnable!(),
+            " RETURNING j.* \
              ), closed AS ( \
                UPDATE attempts SET finished_at = $1, error = $4 \
                FROM claimed WHERE attempts.job_id = claimed.id AND attempts.finished_at IS NULL \
@@ -427,10 +448,11 @@ impl Store for PgStore {
         ))
         .bind(PgTime(now))
         .bind(PgTime(codec::lease_end(now, lease)))
-        .bind(i64::from(limit))
+        .bind(candidates)
         .bind(LEASE_EXPIRED)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter().map(job_from_row).collect()
     }
 

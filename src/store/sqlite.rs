@@ -84,6 +84,11 @@ impl SqliteStore {
             .await?
             .run(&writer)
             .await?;
+        // Refresh the planner's statistics where they are stale (cheap; what
+        // SQLite recommends when opening a long-lived connection).
+        sqlx::query("PRAGMA optimize = 0x10002")
+            .execute(&writer)
+            .await?;
 
         // An in-memory database exists once per connection: read through the writer.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -432,12 +437,14 @@ impl Store for SqliteStore {
         }
         let now_ms = to_ms(now);
         // One writer at a time makes the claim exclusive; the subquery picks the
-        // runnable jobs, the UPDATE takes them.
+        // runnable jobs, the UPDATE takes them. INDEXED BY pins the plan that
+        // walks only active jobs in seq order and stops at the limit, whatever
+        // the table statistics say (an error, not a slow scan, if it broke).
         let mut tx = self.write().await?;
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
              lease_until = ?2, updated_at = ?1 \
-             WHERE id IN (SELECT j.id FROM jobs j \
+             WHERE id IN (SELECT j.id FROM jobs j INDEXED BY jobs_claim \
                WHERE j.status IN ('queued', 'running') \
                AND ((j.status = 'queued' AND j.next_attempt_at <= ?1) \
                  OR (j.status = 'running' AND j.lease_until < ?1)) \
