@@ -247,3 +247,10 @@ async fn sqlite_committed_data_survives_a_crash() {
     cases::check_durability_fixture(&store).await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn sqlite_in_memory_works_through_one_connection() {
+    let store = store::connect("sqlite::memory:").await.unwrap();
+    cases::write_durability_fixture(store.as_ref()).await;
+    cases::check_durability_fixture(store.as_ref()).await;
+}
