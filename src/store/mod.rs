@@ -4,6 +4,9 @@
 //! SQLite is the embedded default; PostgreSQL serves several replicas. Both keep
 //! the same schema and the same semantics, documented on [`Store`].
 
+mod codec;
+mod migrations;
+mod pg_types;
 mod postgres;
 mod sqlite;
 
@@ -344,16 +347,24 @@ pub trait Store: Send + Sync + 'static {
     /// attempt number `attempts`, and closes an earlier attempt left open by a
     /// dead worker with an error saying so. Safe under concurrent claimers
     /// (several replicas): a job is handed to one claimer only.
-    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> StoreResult<Vec<Job>>;
+    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: u32)
+    -> StoreResult<Vec<Job>>;
 
     /// Extends the lease of a running job; false when the claim was lost
     /// (the job is no longer running under this attempt number).
-    async fn extend_lease(&self, id: Uuid, attempt: u32, until: DateTime<Utc>) -> StoreResult<bool>;
+    async fn extend_lease(&self, id: Uuid, attempt: u32, until: DateTime<Utc>)
+    -> StoreResult<bool>;
 
     /// Ends attempt `attempt` of a running job: closes its attempt row and sets
     /// the job's status, error, outcome and next attempt. A final status releases
     /// the job's ordering keys. False (and nothing changed) when the claim was lost.
-    async fn finish(&self, id: Uuid, attempt: u32, now: DateTime<Utc>, finish: Finish) -> StoreResult<bool>;
+    async fn finish(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        now: DateTime<Utc>,
+        finish: Finish,
+    ) -> StoreResult<bool>;
 
     /// Re-queues a failed or dead job now (new `seq`, new retry window, keys back).
     async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<RetryResult>;
@@ -362,17 +373,32 @@ pub trait Store: Send + Sync + 'static {
     async fn link(&self, tenant: &str, kind: LinkKind, apit_id: &str) -> StoreResult<Option<Link>>;
 
     /// Inserts or replaces a link.
-    async fn put_link(&self, tenant: &str, kind: LinkKind, apit_id: &str, link: &Link) -> StoreResult<()>;
+    async fn put_link(
+        &self,
+        tenant: &str,
+        kind: LinkKind,
+        apit_id: &str,
+        link: &Link,
+    ) -> StoreResult<()>;
 
     /// Inserts or replaces the enrolment of a booking (keeps `last_score` when the
     /// course and user are unchanged).
     async fn put_enrolment(&self, record: &EnrolmentRecord) -> StoreResult<()>;
 
     /// The enrolments of a tenant (only `Active` ones when `active_only`).
-    async fn enrolments(&self, tenant: &str, active_only: bool) -> StoreResult<Vec<EnrolmentRecord>>;
+    async fn enrolments(
+        &self,
+        tenant: &str,
+        active_only: bool,
+    ) -> StoreResult<Vec<EnrolmentRecord>>;
 
     /// Records the last score written back for a booking.
-    async fn set_last_score(&self, tenant: &str, booking_id: &str, score: &Value) -> StoreResult<()>;
+    async fn set_last_score(
+        &self,
+        tenant: &str,
+        booking_id: &str,
+        score: &Value,
+    ) -> StoreResult<()>;
 
     /// Queues a write-back unless the newest one for the same (tenant, entity,
     /// apit_id) carries the same payload. A newer write-back supersedes older
@@ -380,10 +406,21 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_writeback(&self, wb: NewWriteback, now: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Claims up to `limit` due pending write-backs (lease as for jobs; `attempts += 1`).
-    async fn claim_writebacks(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> StoreResult<Vec<Writeback>>;
+    async fn claim_writebacks(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Writeback>>;
 
     /// Ends a delivery attempt; false when the claim was lost.
-    async fn finish_writeback(&self, id: Uuid, attempt: u32, now: DateTime<Utc>, finish: WritebackFinish) -> StoreResult<bool>;
+    async fn finish_writeback(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        now: DateTime<Utc>,
+        finish: WritebackFinish,
+    ) -> StoreResult<bool>;
 
     /// The write-backs a job queued, oldest first.
     async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>>;

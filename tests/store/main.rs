@@ -1,0 +1,256 @@
+//! Store conformance suite: every case in `cases.rs` runs against SQLite (a
+//! fresh file per test) and against PostgreSQL (a fresh database per test) when
+//! `DATABASE_URL_POSTGRES` is set, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+//! Set but unreachable is a failure, not a skip. Plus SQLite-only checks:
+//! crash durability (a child process aborts after committing) and URL options.
+
+mod cases;
+
+use std::sync::Arc;
+
+use apit_moodle_sync::store::{self, SqliteStore, Store};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// The environment variable naming the PostgreSQL server to test against.
+const PG_ENV: &str = "DATABASE_URL_POSTGRES";
+
+/// A store for one test, and what to clean up after it (fields drop in
+/// order: the store first, then its database).
+pub struct TestDb {
+    store: Arc<dyn Store>,
+    /// The SQLite file lives in this directory.
+    _dir: Option<TempDir>,
+    /// The PostgreSQL database is dropped when the test ends, even on panic.
+    _pg: Option<PgDropGuard>,
+}
+
+impl TestDb {
+    /// A fresh SQLite database file.
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = store::connect(&url).await.expect("open sqlite store");
+        TestDb {
+            store,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a note) when the suite is not
+    /// configured for PostgreSQL. Panics when configured but unreachable.
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var(PG_ENV) else {
+            eprintln!("note: {PG_ENV} is not set; skipping the PostgreSQL variant of {test}");
+            return None;
+        };
+        let name = format!("apit_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unreachable: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let guard = PgDropGuard {
+            admin_url: admin_url.clone(),
+            name: name.clone(),
+        };
+        let store = store::connect(&with_database(&admin_url, &name))
+            .await
+            .expect("open postgres store");
+        Some(TestDb {
+            store,
+            _dir: None,
+            _pg: Some(guard),
+        })
+    }
+
+    /// The store under test.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+}
+
+/// Drops a test database, best effort. `WITH (FORCE)` ends the store's own
+/// connections; a thread with its own runtime lets this run from `Drop`.
+struct PgDropGuard {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDropGuard {
+    fn drop(&mut self) {
+        let url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&url).await.ok()?;
+                sqlx::query(&sql).execute(&mut conn).await.ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[host_start..].find('/') {
+        Some(slash) => &base[..host_start + slash],
+        None => base,
+    };
+    format!("{base}/{database}{query}")
+}
+
+/// Runs each named case of `cases` as `sqlite::<case>` and `postgres::<case>`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = crate::TestDb::sqlite().await;
+                    crate::cases::$case(db.store()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = crate::TestDb::postgres(stringify!($case)).await else {
+                        return;
+                    };
+                    crate::cases::$case(db.store()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ping_answers,
+    admit_creates_a_queued_job,
+    admit_same_key_while_queued_or_running_returns_it,
+    admit_same_key_after_success_returns_it_unless_forced,
+    admit_same_key_requeues_failed_and_dead,
+    admit_without_key_follows_the_newest_event,
+    admit_without_key_requeues_a_failed_newest_job,
+    claim_orders_by_seq_and_respects_keys,
+    claim_waits_for_next_attempt_at_and_a_retrying_job_still_blocks,
+    claim_respects_the_limit,
+    expired_lease_is_reclaimed_and_the_dangling_attempt_closed,
+    finish_records_the_attempt_and_releases_keys_only_when_final,
+    finish_and_extend_with_a_stale_attempt_change_nothing,
+    retry_requeues_behind_newer_jobs,
+    concurrent_claimers_get_each_job_once,
+    concurrent_claimers_and_admitters_keep_key_order,
+    concurrent_admits_of_one_event_create_one_job,
+    links_upsert,
+    enrolments_upsert_and_keep_the_last_score,
+    writebacks_dedupe_and_supersede,
+    writebacks_claim_and_finish,
+    jobs_list_filters_and_cursor,
+    queue_stats_count_per_tenant_and_status,
+);
+
+#[test]
+fn with_database_replaces_the_name() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}
+
+#[tokio::test]
+async fn connect_rejects_an_unknown_scheme() {
+    assert!(matches!(
+        store::connect("mysql://localhost/x").await,
+        Err(store::StoreError::UnsupportedUrl)
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_accepts_synchronous_full_and_refuses_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let store = store::connect(&format!("sqlite://{}?synchronous=full", path.display()))
+        .await
+        .expect("synchronous=full is accepted");
+    store.ping().await.unwrap();
+    assert!(
+        store::connect(&format!("sqlite://{}?synchronous=off", path.display()))
+            .await
+            .is_err()
+    );
+}
+
+/// The child side of [`sqlite_committed_data_survives_a_crash`]: writes through
+/// the store, then aborts the process without closing anything.
+#[tokio::test]
+#[ignore = "run in a child process by sqlite_committed_data_survives_a_crash"]
+async fn crash_child() {
+    let Ok(path) = std::env::var("APIT_STORE_CRASH_DB") else {
+        return;
+    };
+    let store = SqliteStore::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    cases::write_durability_fixture(&store).await;
+    // Like `kill -9`: no destructors, no pool close, no WAL checkpoint.
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn sqlite_committed_data_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--ignored", "--test-threads=1"])
+        .env("APIT_STORE_CRASH_DB", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run the child");
+    assert!(!status.success(), "the child must die by abort, not exit");
+    let wal = dir.path().join("crash.db-wal");
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0),
+        "the committed data should still be in the WAL (no clean shutdown happened)"
+    );
+
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    cases::check_durability_fixture(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works_through_one_connection() {
+    let store = store::connect("sqlite::memory:").await.unwrap();
+    cases::write_durability_fixture(store.as_ref()).await;
+    cases::check_durability_fixture(store.as_ref()).await;
+}
