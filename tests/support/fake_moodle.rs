@@ -946,8 +946,12 @@ async fn rest_server(
         return proxy_503();
     }
     let debug = lock(&shared).cfg.debug;
+    let optional = FUNCTIONS
+        .iter()
+        .find(|f| f.name == req.function)
+        .map_or(&[][..], |f| f.absent_optional);
     match outcome {
-        Ok(value) => req.format.success(&value),
+        Ok(value) => req.format.success(&value, optional),
         Err(exc) => req.format.error(&exc, debug),
     }
 }
@@ -1523,13 +1527,21 @@ impl Format {
         if json { Format::Json } else { Format::Xml }
     }
 
-    fn success(self, value: &Value) -> Response {
+    /// `absent_optional`: declared optional keys of the top-level object that the function
+    /// left out. JSON omits them; Moodle's XML encoder prints them as null values.
+    fn success(self, value: &Value, absent_optional: &[&str]) -> Response {
         match self {
             Format::Json => moodle_response("application/json", value.to_string()),
             Format::Xml => {
                 let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n");
+                let mut value = value.clone();
+                if let Value::Object(map) = &mut value {
+                    for key in absent_optional {
+                        map.entry(*key).or_insert(Value::Null);
+                    }
+                }
                 if !value.is_null() {
-                    xml_value(value, &mut xml);
+                    xml_value(&value, &mut xml);
                 }
                 xml.push_str("</RESPONSE>\n");
                 moodle_response("application/xml; charset=utf-8", xml)
@@ -2136,6 +2148,8 @@ struct WsFunction {
     version: &'static str,
     params: fn() -> Desc,
     run: Run,
+    /// Optional top-level return keys this fake never fills (see [`Format::success`]).
+    absent_optional: &'static [&'static str],
 }
 
 enum Run {
@@ -2156,90 +2170,105 @@ const FUNCTIONS: &[WsFunction] = &[
         version: CORE,
         params: site_info_params,
         run: Run::Sync(site_info),
+        absent_optional: &["userhomepageurl", "usersessionscount"],
     },
     WsFunction {
         name: "core_course_create_courses",
         version: CORE,
         params: create_courses_params,
         run: Run::Sync(create_courses),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_course_update_courses",
         version: CORE,
         params: update_courses_params,
         run: Run::Sync(update_courses),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_course_get_courses_by_field",
         version: CORE,
         params: courses_by_field_params,
         run: Run::Sync(courses_by_field),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_course_get_courses",
         version: CORE,
         params: get_courses_params,
         run: Run::Sync(get_courses),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_user_create_users",
         version: CORE,
         params: create_users_params,
         run: Run::CreateUsers,
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_user_get_users_by_field",
         version: CORE,
         params: users_by_field_params,
         run: Run::Sync(users_by_field),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_user_get_users",
         version: CORE,
         params: get_users_params,
         run: Run::Sync(get_users),
+        absent_optional: &[],
     },
     WsFunction {
         name: "enrol_manual_enrol_users",
         version: PLUGIN,
         params: enrol_params,
         run: Run::Sync(enrol_users),
+        absent_optional: &[],
     },
     WsFunction {
         name: "enrol_manual_unenrol_users",
         version: PLUGIN,
         params: unenrol_params,
         run: Run::Sync(unenrol_users),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_enrol_get_enrolled_users",
         version: CORE,
         params: enrolled_users_params,
         run: Run::Sync(enrolled_users),
+        absent_optional: &[],
     },
     WsFunction {
         name: "gradereport_user_get_grade_items",
         version: PLUGIN,
         params: grade_items_params,
         run: Run::Sync(grade_items),
+        absent_optional: &[],
     },
     WsFunction {
         name: "gradereport_overview_get_course_grades",
         version: PLUGIN,
         params: course_grades_params,
         run: Run::Sync(course_grades),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_completion_get_course_completion_status",
         version: CORE,
         params: completion_params,
         run: Run::Sync(completion_status),
+        absent_optional: &[],
     },
     WsFunction {
         name: "core_role_assign_roles",
         version: CORE,
         params: assign_roles_params,
         run: Run::Sync(assign_roles),
+        absent_optional: &[],
     },
 ];
 

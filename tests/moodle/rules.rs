@@ -1,0 +1,1 @@
+//! State rules, switches and faults.
