@@ -187,21 +187,45 @@ fn user(m: &FakeMoodle, id: i64, username: &str, email: &str, idnumber: &str) {
 }
 
 fn del1(m: &FakeMoodle) {
-    user(m, 6, "apit.del1.52c2f4", "del1.52c2f4@example.invalid", "apit-p-1-52c2f4");
+    user(
+        m,
+        6,
+        "apit.del1.52c2f4",
+        "del1.52c2f4@example.invalid",
+        "apit-p-1-52c2f4",
+    );
 }
 
 fn del2(m: &FakeMoodle) {
-    user(m, 7, "apit.del2.52c2f4", "apit.del2.52c2f4@example.invalid", "apit-p-2-52c2f4");
+    user(
+        m,
+        7,
+        "apit.del2.52c2f4",
+        "apit.del2.52c2f4@example.invalid",
+        "apit-p-2-52c2f4",
+    );
 }
 
 /// Another user with del1's idnumber (user idnumbers may repeat).
 fn dupid(m: &FakeMoodle) {
-    user(m, 10, "apit.dupid.52c2f4", "apit.dupid.52c2f4@example.invalid", "apit-p-1-52c2f4");
+    user(
+        m,
+        10,
+        "apit.dupid.52c2f4",
+        "apit.dupid.52c2f4@example.invalid",
+        "apit-p-1-52c2f4",
+    );
 }
 
 /// Another account with del1's email (made while allowaccountssameemail was on).
 fn sameemail(m: &FakeMoodle) {
-    user(m, 8, "apit.sameemail.52c2f4", "del1.52c2f4@example.invalid", "");
+    user(
+        m,
+        8,
+        "apit.sameemail.52c2f4",
+        "del1.52c2f4@example.invalid",
+        "",
+    );
 }
 
 /// Users 4 and 5 exist on the recorded site, so the next user created gets id 6.
@@ -226,7 +250,8 @@ fn enrolment(m: &FakeMoodle, courseid: i64, userid: i64) -> Option<EnrolmentReco
 }
 
 fn cases() -> Vec<Case> {
-    const GRADE_ITEMS: &str = "the recording has a manual grade item; the fake models only the course total";
+    const GRADE_ITEMS: &str =
+        "the recording has a manual grade item; the fake models only the course total";
     vec![
         // --- core_completion_get_course_completion_status ---
         case("core_completion_get_course_completion_status/completion_disabled.json").setup(|m| {
@@ -250,7 +275,11 @@ fn cases() -> Vec<Case> {
                 del1(m);
                 m.add_enrolment(10, 6, ROLE_STUDENT, false);
             })
-            .same(&["/completionstatus/completed", "/completionstatus/aggregation", "/warnings"]),
+            .same(&[
+                "/completionstatus/completed",
+                "/completionstatus/aggregation",
+                "/warnings",
+            ]),
         case("core_completion_get_course_completion_status/unknown_course.json").setup(del1),
         case("core_completion_get_course_completion_status/user_not_enrolled.json").setup(|m| {
             course(m, 10, "APIT-COMP-52c2f4", "");
@@ -289,7 +318,10 @@ fn cases() -> Vec<Case> {
             .same(&[""])
             .after(|m| {
                 let c = &m.courses()[0];
-                assert_eq!((c.startdate, c.enddate, c.category), (1803978000, 1804150800, CATEGORY));
+                assert_eq!(
+                    (c.startdate, c.enddate, c.category),
+                    (1803978000, 1804150800, CATEGORY)
+                );
                 assert!(c.summary.contains("<strong>delegates</strong>"));
             }),
         case("core_course_create_courses/success_minimal.json").same(&["/0/shortname"]),
@@ -327,7 +359,13 @@ fn cases() -> Vec<Case> {
                 c1(m);
                 c2(m);
             })
-            .same(&["/0/id", "/0/idnumber", "/0/startdate", "/1/id", "/1/shortname"]),
+            .same(&[
+                "/0/id",
+                "/0/idnumber",
+                "/0/startdate",
+                "/1/id",
+                "/1/shortname",
+            ]),
         case("core_course_get_courses/unknown_id.json").same(&[""]),
         // --- core_course_get_courses_by_field ---
         case("core_course_get_courses_by_field/by_category.json")
@@ -338,7 +376,11 @@ fn cases() -> Vec<Case> {
                 c2(m);
                 c3(m);
             })
-            .same(&["/courses/0/id", "/courses/2/shortname", "/courses/4/idnumber"]),
+            .same(&[
+                "/courses/0/id",
+                "/courses/2/shortname",
+                "/courses/4/idnumber",
+            ]),
         case("core_course_get_courses_by_field/by_id.json")
             .setup(c2)
             .same(&["/courses/0/id", "/courses/0/idnumber"]),
@@ -348,7 +390,11 @@ fn cases() -> Vec<Case> {
                 c1(m);
                 c2(m);
             })
-            .same(&["/courses/0/id", "/courses/0/shortname", "/courses/0/startdate"]),
+            .same(&[
+                "/courses/0/id",
+                "/courses/0/shortname",
+                "/courses/0/startdate",
+            ]),
         case("core_course_get_courses_by_field/by_idnumber_not_found.json")
             .setup(c1)
             .same(&[""]),
@@ -386,8 +432,14 @@ fn cases() -> Vec<Case> {
             .same(&[""])
             .after(|m| {
                 let courses = m.courses();
-                assert_eq!(courses[2].fullname, "Renamed C3 52c2f4", "the good item is kept");
-                assert_eq!(courses[1].shortname, "APIT-C2-52c2f4", "the bad item is not");
+                assert_eq!(
+                    courses[2].fullname, "Renamed C3 52c2f4",
+                    "the good item is kept"
+                );
+                assert_eq!(
+                    courses[1].shortname, "APIT-C2-52c2f4",
+                    "the bad item is not"
+                );
             }),
         case("core_course_update_courses/duplicate_idnumber.json")
             .setup(|m| {
@@ -421,12 +473,20 @@ fn cases() -> Vec<Case> {
             .same(&[""])
             .after(|m| {
                 let c = &m.courses()[0];
-                assert_eq!((c.category, c.visible), (999999, false), "saved despite the warning");
+                assert_eq!(
+                    (c.category, c.visible),
+                    (999999, false),
+                    "saved despite the warning"
+                );
             }),
         case("core_course_update_courses/unknown_categoryid_readback.json")
             .setup(|m| course(m, 8, "APIT-CATMOVE-52c2f4", ""))
             .prelude(&["core_course_update_courses/unknown_categoryid.json"])
-            .same(&["/courses/0/categoryid", "/courses/0/categoryname", "/courses/0/visible"]),
+            .same(&[
+                "/courses/0/categoryid",
+                "/courses/0/categoryname",
+                "/courses/0/visible",
+            ]),
         case("core_course_update_courses/unknown_course_id.json").same(&[""]),
         // --- core_enrol_get_enrolled_users ---
         case("core_enrol_get_enrolled_users/course.json")
@@ -436,7 +496,13 @@ fn cases() -> Vec<Case> {
             })
             // User 10 is enrolled from a future date: listed, but without enrolledcourses.
             .prelude(&["enrol_manual_enrol_users/timestart_timeend.json"])
-            .same(&["/0/id", "/1/idnumber", "/2/id", "/2/roles", "/0/enrolledcourses"]),
+            .same(&[
+                "/0/id",
+                "/1/idnumber",
+                "/2/id",
+                "/2/roles",
+                "/0/enrolledcourses",
+            ]),
         case("core_enrol_get_enrolled_users/course_userfields.json")
             .setup(|m| {
                 c1_with_students(m);
@@ -455,7 +521,12 @@ fn cases() -> Vec<Case> {
                 del1(m);
                 m.add_enrolment(2, 6, ROLE_STUDENT, false);
             })
-            .after(|m| assert_eq!(enrolment(m, 2, 6).unwrap().roleids, [ROLE_STUDENT, ROLE_TEACHER])),
+            .after(|m| {
+                assert_eq!(
+                    enrolment(m, 2, 6).unwrap().roleids,
+                    [ROLE_STUDENT, ROLE_TEACHER]
+                )
+            }),
         case("core_role_assign_roles/role_not_assignable.json").setup(|m| {
             c1(m);
             del1(m);
@@ -506,15 +577,19 @@ fn cases() -> Vec<Case> {
         case("core_user_create_users/unknown_auth.json"),
         case("core_user_create_users/username_taken.json").setup(del1),
         case("core_user_create_users/username_with_at_and_dash.json").same(&["/0/username"]),
-        case("core_user_create_users/weak_password.json")
-            .after(|m| assert!(m.users().is_empty())),
+        case("core_user_create_users/weak_password.json").after(|m| assert!(m.users().is_empty())),
         // --- core_user_get_users ---
         case("core_user_get_users/by_email.json")
             .setup(|m| {
                 del1(m);
                 sameemail(m);
             })
-            .same(&["/users/0/id", "/users/1/id", "/users/0/idnumber", "/warnings"]),
+            .same(&[
+                "/users/0/id",
+                "/users/1/id",
+                "/users/0/idnumber",
+                "/warnings",
+            ]),
         case("core_user_get_users/by_email_without_viewuseridentity.json")
             .setup(|m| {
                 del1(m);
@@ -528,7 +603,9 @@ fn cases() -> Vec<Case> {
             })
             .same(&["/users/0/id", "/users/1/id"]),
         // --- core_user_get_users_by_field ---
-        case("core_user_get_users_by_field/email_0_matches.json").setup(del1).same(&[""]),
+        case("core_user_get_users_by_field/email_0_matches.json")
+            .setup(del1)
+            .same(&[""]),
         case("core_user_get_users_by_field/email_1_match.json")
             .setup(|m| {
                 del1(m);
@@ -541,14 +618,18 @@ fn cases() -> Vec<Case> {
                 sameemail(m);
             })
             .same(&["/0/id", "/1/id"]),
-        case("core_user_get_users_by_field/email_other_case.json").setup(dupid).same(&[""]),
+        case("core_user_get_users_by_field/email_other_case.json")
+            .setup(dupid)
+            .same(&[""]),
         case("core_user_get_users_by_field/email_without_viewuseridentity.json")
             .setup(|m| {
                 del1(m);
                 m.lack_capability("moodle/site:viewuseridentity");
             })
             .same(&[""]),
-        case("core_user_get_users_by_field/id.json").setup(del1).same(&["/0/id"]),
+        case("core_user_get_users_by_field/id.json")
+            .setup(del1)
+            .same(&["/0/id"]),
         case("core_user_get_users_by_field/idnumber.json")
             .setup(|m| {
                 del1(m);
@@ -578,7 +659,13 @@ fn cases() -> Vec<Case> {
             .setup(|m| {
                 course(m, 11, "APIT-B50-52c2f4", "");
                 for id in 11..=60 {
-                    user(m, id, &format!("b50.{id}"), &format!("b50.{id}@example.invalid"), "");
+                    user(
+                        m,
+                        id,
+                        &format!("b50.{id}"),
+                        &format!("b50.{id}@example.invalid"),
+                        "",
+                    );
                 }
             })
             .after(|m| assert_eq!(m.enrolments().len(), 50)),
@@ -691,7 +778,11 @@ fn cases() -> Vec<Case> {
                 m.set_grade(2, 6, Some(72.5));
             })
             .loose_lengths(GRADE_ITEMS)
-            .same(&["/usergrades/0/userid", "/usergrades/1/useridnumber", "/usergrades/1/courseidnumber"]),
+            .same(&[
+                "/usergrades/0/userid",
+                "/usergrades/1/useridnumber",
+                "/usergrades/1/courseidnumber",
+            ]),
         case("gradereport_user_get_grade_items/course_total_only.json")
             .setup(|m| {
                 c1_with_students(m);
@@ -713,11 +804,18 @@ fn cases() -> Vec<Case> {
                 del1(m);
                 m.set_grademax(3, 0.0);
             })
-            .same(&["/usergrades/0/courseidnumber", "/usergrades/0/userid", "/usergrades/0/gradeitems/0/graderaw"]),
+            .same(&[
+                "/usergrades/0/courseidnumber",
+                "/usergrades/0/userid",
+                "/usergrades/0/gradeitems/0/graderaw",
+            ]),
         case("gradereport_user_get_grade_items/user_without_grade.json")
             .setup(c1_with_students)
             .loose_lengths(GRADE_ITEMS)
-            .same(&["/usergrades/0/userid", "/usergrades/0/gradeitems/0/graderaw"]),
+            .same(&[
+                "/usergrades/0/userid",
+                "/usergrades/0/gradeitems/0/graderaw",
+            ]),
         case("gradereport_user_get_grade_items/with_grade.json")
             .setup(|m| {
                 c1_with_students(m);
@@ -749,7 +847,9 @@ fn cases() -> Vec<Case> {
         case("rest_envelope/webservices_disabled.json").setup(|m| m.set_rest_disabled(true)),
         case("rest_envelope/wrong_path_simpleserver.json"),
         case("rest_envelope/wrong_path_site_root.json"),
-        case("rest_envelope/wrong_type_parameter.json").setup(c1).same(&[""]),
+        case("rest_envelope/wrong_type_parameter.json")
+            .setup(c1)
+            .same(&[""]),
     ]
 }
 
@@ -766,15 +866,25 @@ struct Answer {
 
 /// Sends a recorded request with the fake's token (or an unknown one) and category 5.
 async fn send(m: &FakeMoodle, req: &Request, invalid_token: bool) -> Answer {
-    let is_category_lookup = req.form.0.iter().any(|(k, v)| k == "field" && v == "category");
+    let is_category_lookup = req
+        .form
+        .0
+        .iter()
+        .any(|(k, v)| k == "field" && v == "category");
     let form: Vec<(String, String)> = req
         .form
         .0
         .iter()
         .map(|(k, v)| {
             let v = if k == "wstoken" {
-                if invalid_token { UNKNOWN_TOKEN.into() } else { m.token() }
-            } else if v == "2" && (k.ends_with("[categoryid]") || (k == "value" && is_category_lookup)) {
+                if invalid_token {
+                    UNKNOWN_TOKEN.into()
+                } else {
+                    m.token()
+                }
+            } else if v == "2"
+                && (k.ends_with("[categoryid]") || (k == "value" && is_category_lookup))
+            {
                 CATEGORY.to_string()
             } else {
                 v.clone()
@@ -838,14 +948,20 @@ async fn replay(c: &Case) -> Result<(), String> {
     for file in &c.prelude {
         let answer = send(&m, &load(file).request, false).await;
         if answer.status != 200 || answer.body.contains("\"exception\"") {
-            return Err(format!("prelude {file} failed: {} {}", answer.status, answer.body));
+            return Err(format!(
+                "prelude {file} failed: {} {}",
+                answer.status, answer.body
+            ));
         }
     }
     let answer = send(&m, &fixture.request, c.invalid_token).await;
     let expected = &fixture.response;
     let mut problems = Vec::new();
     if answer.status != expected.status {
-        problems.push(format!("status {} instead of {}", answer.status, expected.status));
+        problems.push(format!(
+            "status {} instead of {}",
+            answer.status, expected.status
+        ));
     }
     let expected_text = match &expected.body {
         Value::String(s) => s.clone(),
@@ -875,13 +991,18 @@ async fn replay(c: &Case) -> Result<(), String> {
             problems.push(format!("state check failed: {text}"));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n    ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n    "))
+    }
 }
 
 fn compare_json(c: &Case, expected: &Value, actual: &Value, problems: &mut Vec<String>) {
     if expected.get("exception").is_some() {
         // Paths in PHP messages were replaced by <moodle-dir> when recording.
-        let normalise = |v: Option<&Value>| v.map(|v| v.to_string().replace(MOODLE_DIR, "<moodle-dir>"));
+        let normalise =
+            |v: Option<&Value>| v.map(|v| v.to_string().replace(MOODLE_DIR, "<moodle-dir>"));
         for key in ["exception", "errorcode", "message"] {
             let (want, got) = (normalise(expected.get(key)), normalise(actual.get(key)));
             if want != got {
@@ -890,7 +1011,9 @@ fn compare_json(c: &Case, expected: &Value, actual: &Value, problems: &mut Vec<S
         }
         let (want, got) = (expected.get("debuginfo"), actual.get("debuginfo"));
         if want.is_some() != got.is_some() {
-            problems.push(format!("debuginfo {got:?} where the recording has {want:?}"));
+            problems.push(format!(
+                "debuginfo {got:?} where the recording has {want:?}"
+            ));
         } else if want != got && !c.free_debuginfo {
             problems.push(format!("debuginfo {got:?} instead of {want:?}"));
         }
@@ -913,10 +1036,16 @@ fn compare_json(c: &Case, expected: &Value, actual: &Value, problems: &mut Vec<S
 
 /// Same keys in every object; list items within the union of the recorded items' keys and
 /// with at least their intersection; scalars of the same JSON type (null fits anything).
-fn same_shape(expected: &Value, actual: &Value, path: &str, loose_lengths: bool) -> Result<(), String> {
+fn same_shape(
+    expected: &Value,
+    actual: &Value,
+    path: &str,
+    loose_lengths: bool,
+) -> Result<(), String> {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
-            let (ek, ak): (BTreeSet<&String>, BTreeSet<&String>) = (e.keys().collect(), a.keys().collect());
+            let (ek, ak): (BTreeSet<&String>, BTreeSet<&String>) =
+                (e.keys().collect(), a.keys().collect());
             if ek != ak {
                 return Err(format!(
                     "{path}: keys differ; missing {:?}, extra {:?}",
@@ -934,9 +1063,12 @@ fn same_shape(expected: &Value, actual: &Value, path: &str, loose_lengths: bool)
                 return Err(format!("{path}: {} items instead of {}", a.len(), e.len()));
             }
             if e.iter().all(Value::is_object) && !e.is_empty() {
-                let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<BTreeSet<_>>()).unwrap_or_default();
-                let union: BTreeSet<String> = e.iter().flat_map(|v| keys(v)).collect();
-                let common = e.iter().map(|v| keys(v)).reduce(|x, y| &x & &y).unwrap_or_default();
+                let union: BTreeSet<String> = e.iter().flat_map(keys).collect();
+                let common = e
+                    .iter()
+                    .map(keys)
+                    .reduce(|x, y| &x & &y)
+                    .unwrap_or_default();
                 for (i, item) in a.iter().enumerate() {
                     let item_keys = keys(item);
                     if !item_keys.is_subset(&union) || !common.is_subset(&item_keys) {
@@ -963,11 +1095,19 @@ fn same_shape(expected: &Value, actual: &Value, path: &str, loose_lengths: bool)
             Ok(())
         }
         (Value::Null, _) | (_, Value::Null) => Ok(()),
-        (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) | (Value::String(_), Value::String(_)) => {
-            Ok(())
-        }
-        _ => Err(format!("{path}: {actual} where the recording has {expected}")),
+        (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_)) => Ok(()),
+        _ => Err(format!(
+            "{path}: {actual} where the recording has {expected}"
+        )),
     }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Error envelopes must be identical; success documents must have the same key names.
@@ -979,9 +1119,16 @@ fn compare_xml(expected: &str, actual: &str, problems: &mut Vec<String>) {
         return;
     }
     let keys = |xml: &str| -> BTreeSet<String> {
-        xml.split("<KEY name=\"").skip(1).filter_map(|s| s.split('"').next()).map(String::from).collect()
+        xml.split("<KEY name=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(String::from)
+            .collect()
     };
-    if !actual.starts_with("<?xml") || !actual.contains("<RESPONSE>") || keys(expected) != keys(actual) {
+    if !actual.starts_with("<?xml")
+        || !actual.contains("<RESPONSE>")
+        || keys(expected) != keys(actual)
+    {
         let (want, got) = (keys(expected), keys(actual));
         problems.push(format!(
             "XML document differs: missing keys {:?}, extra {:?}",
@@ -1000,7 +1147,13 @@ async fn every_recorded_call_is_reproduced() {
             failures.push(format!("{}:\n    {e}", c.file));
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -1013,11 +1166,19 @@ fn every_fixture_file_has_a_case() {
         if dir.is_dir() {
             for file in std::fs::read_dir(&dir).expect("fixture subdir") {
                 let path = file.expect("entry").path();
-                let rel = path.strip_prefix(DIR).expect("under DIR").to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(DIR)
+                    .expect("under DIR")
+                    .to_string_lossy()
+                    .into_owned();
                 on_disk.insert(rel);
             }
         } else {
-            let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+            let name = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             assert!(NOT_CALLS.contains(&name.as_str()), "unexpected file {name}");
         }
     }

@@ -225,7 +225,9 @@ impl Drop for FakeMoodle {
 impl FakeMoodle {
     /// Starts a freshly seeded site on `127.0.0.1:<random port>`.
     pub async fn start() -> FakeMoodle {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake Moodle");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Moodle");
         let addr = listener.local_addr().expect("local addr");
         let url = format!("http://{addr}");
         let token = random_hex32();
@@ -267,7 +269,11 @@ impl FakeMoodle {
 
     /// How many calls of `function` reached `server.php`.
     pub fn call_count(&self, function: &str) -> usize {
-        self.site().calls.iter().filter(|c| c.function == function).count()
+        self.site()
+            .calls
+            .iter()
+            .filter(|c| c.function == function)
+            .count()
     }
 
     /// Forgets the recorded calls.
@@ -335,7 +341,11 @@ impl FakeMoodle {
 
     /// The user's course total in the gradebook, if any.
     pub fn grade(&self, courseid: i64, userid: i64) -> Option<f64> {
-        self.site().db.grades.get(&(courseid, userid)).map(|g| g.value)
+        self.site()
+            .db
+            .grades
+            .get(&(courseid, userid))
+            .map(|g| g.value)
     }
 
     // ----- seeding (direct database writes: no checks, no recorded calls) -----
@@ -358,7 +368,10 @@ impl FakeMoodle {
     pub fn add_course(&self, seed: CourseSeed) -> i64 {
         let mut site = self.site();
         let id = seed.id.unwrap_or_else(|| site.db.next_course_id());
-        assert!(!site.db.courses.contains_key(&id), "course id {id} already exists");
+        assert!(
+            !site.db.courses.contains_key(&id),
+            "course id {id} already exists"
+        );
         let mut row = CourseRow::new(id, seed.category, &seed.fullname, &seed.shortname);
         row.idnumber = seed.idnumber;
         row.summary = seed.summary;
@@ -374,7 +387,10 @@ impl FakeMoodle {
     pub fn add_user(&self, seed: UserSeed) -> i64 {
         let mut site = self.site();
         let id = seed.id.unwrap_or_else(|| site.db.next_user_id());
-        assert!(!site.db.users.contains_key(&id), "user id {id} already exists");
+        assert!(
+            !site.db.users.contains_key(&id),
+            "user id {id} already exists"
+        );
         let mut row = UserRow::new(id, &seed.username, &seed.email);
         row.firstname = seed.firstname;
         row.lastname = seed.lastname;
@@ -404,7 +420,9 @@ impl FakeMoodle {
         let mut site = self.site();
         match grade {
             Some(value) => {
-                site.db.grades.insert((courseid, userid), GradeRow { value, time: now() });
+                site.db
+                    .grades
+                    .insert((courseid, userid), GradeRow { value, time: now() });
             }
             None => {
                 site.db.grades.remove(&(courseid, userid));
@@ -541,7 +559,9 @@ fn lock(shared: &Mutex<Site>) -> MutexGuard<'_, Site> {
 }
 
 fn random_hex32() -> String {
-    (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 fn now() -> i64 {
@@ -747,13 +767,19 @@ const CAPABILITIES: &[(&str, &str)] = &[
     ("moodle/user:create", "Create users"),
     ("moodle/user:viewdetails", "View user profiles"),
     ("moodle/user:viewalldetails", "View user full information"),
-    ("moodle/site:viewuseridentity", "See full user identity in lists"),
+    (
+        "moodle/site:viewuseridentity",
+        "See full user identity in lists",
+    ),
     ("enrol/manual:enrol", "Enrol users"),
     ("enrol/manual:unenrol", "Unenrol users from the course"),
     ("moodle/role:assign", "Assign roles to users"),
     ("moodle/course:viewparticipants", "View participants"),
     ("moodle/course:enrolreview", "Review course enrolments"),
-    ("gradereport/user:view", "View your own complete grade report"),
+    (
+        "gradereport/user:view",
+        "View your own complete grade report",
+    ),
     ("moodle/grade:viewall", "View grades of other users"),
     ("report/completion:view", "View course completion report"),
 ];
@@ -784,7 +810,13 @@ impl Site {
         for (id, username, first, last, auth) in [
             (1, "guest", "Guest user", " ", "manual"),
             (2, "admin", "Admin", "User", "manual"),
-            (TOKEN_USER, "apit_integration", "APIT", "Integration", "webservice"),
+            (
+                TOKEN_USER,
+                "apit_integration",
+                "APIT",
+                "Integration",
+                "webservice",
+            ),
         ] {
             let mut row = UserRow::new(id, username, &format!("{username}@example.invalid"));
             row.firstname = first.into();
@@ -829,9 +861,10 @@ impl Site {
 
     /// Consumes one matching fault, if any is pending for this function.
     fn take_fault(&mut self, function: &str) -> Option<Fault> {
-        let rule = self.faults.iter_mut().find(|r| {
-            r.remaining > 0 && r.function.as_deref().is_none_or(|f| f == function)
-        })?;
+        let rule = self
+            .faults
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.function.as_deref().is_none_or(|f| f == function))?;
         rule.remaining -= 1;
         let fault = rule.fault;
         self.faults.retain(|r| r.remaining > 0);
@@ -928,7 +961,9 @@ async fn rest_server(
         }
         Some(Fault::DmlWrite) => {
             let debug = lock(&shared).cfg.debug;
-            return req.format.error(&Exc::dml_write("Deadlock found (injected fault)"), debug);
+            return req
+                .format
+                .error(&Exc::dml_write("Deadlock found (injected fault)"), debug);
         }
         Some(Fault::AfterCommit503) | None => {}
     }
@@ -938,7 +973,11 @@ async fn rest_server(
             return cli_maintenance_page();
         }
         if site.cfg.rest_disabled {
-            return plain(StatusCode::FORBIDDEN, "text/html; charset=utf-8", String::new());
+            return plain(
+                StatusCode::FORBIDDEN,
+                "text/html; charset=utf-8",
+                String::new(),
+            );
         }
     }
     let outcome = process(&shared, &req).await;
@@ -987,7 +1026,10 @@ impl Site {
     /// `webservice_server::authenticate_user` for a permanent token.
     fn authenticate(&self, req: &RestRequest) -> Result<(), Exc> {
         if !self.cfg.token_valid || req.token.as_deref() != Some(self.token.as_str()) {
-            return Err(Exc::moodle("invalidtoken", "Invalid token - token not found"));
+            return Err(Exc::moodle(
+                "invalidtoken",
+                "Invalid token - token not found",
+            ));
         }
         if self.cfg.site_maintenance {
             return Err(Exc::moodle(
@@ -1068,13 +1110,21 @@ async fn not_found(State(shared): State<Arc<Mutex<Site>>>) -> Response {
     }
     let html = "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found\
                 </h1><p>The requested URL was not found on this server.</p></body></html>\n";
-    plain(StatusCode::NOT_FOUND, "text/html; charset=utf-8", html.into())
+    plain(
+        StatusCode::NOT_FOUND,
+        "text/html; charset=utf-8",
+        html.into(),
+    )
 }
 
 fn cli_maintenance_page() -> Response {
     let html = "<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n<body><h1>Site is \
                 being upgraded, please retry later.</h1></body></html>\n";
-    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "text/html; charset=utf-8", html.into());
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/html; charset=utf-8",
+        html.into(),
+    );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, "300".parse().expect("header value"));
@@ -1158,7 +1208,10 @@ impl ResettableStream {
         if self.reset.load(Ordering::SeqCst) {
             // SO_LINGER 0: closing the socket sends RST instead of FIN, like a crashed server.
             let _ = self.inner.set_zero_linger();
-            Err(io::Error::new(io::ErrorKind::ConnectionReset, "fault injected: reset"))
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "fault injected: reset",
+            ))
         } else {
             Ok(())
         }
@@ -1249,7 +1302,11 @@ impl RestRequest {
                 v.to_ascii_lowercase()
                     .starts_with("application/x-www-form-urlencoded")
             });
-        let body: &[u8] = if *method == Method::POST && is_form { body } else { b"" };
+        let body: &[u8] = if *method == Method::POST && is_form {
+            body
+        } else {
+            b""
+        };
         let query_pairs = decode_pairs(query);
         let body_pairs = decode_pairs(body);
         let token_in_query = query_pairs.iter().any(|(k, _)| k == b"wstoken");
@@ -1368,7 +1425,11 @@ fn php_insert(root: &mut Vec<(String, Node)>, key: &str, value: Vec<u8>) {
     while let Some(stripped) = rest.strip_prefix('[') {
         let Some(end) = stripped.find(']') else { break };
         let index = &stripped[..end];
-        path.push(if index.is_empty() { None } else { Some(index.to_owned()) });
+        path.push(if index.is_empty() {
+            None
+        } else {
+            Some(index.to_owned())
+        });
         rest = &stripped[end + 1..];
     }
     insert_path(root, &path, value);
@@ -1438,7 +1499,11 @@ impl Exc {
 
     /// A `moodle_exception` (namespaced since 4.4).
     fn moodle(errorcode: &str, message: &str) -> Exc {
-        Exc::new("core\\exception\\moodle_exception", Some(errorcode), message)
+        Exc::new(
+            "core\\exception\\moodle_exception",
+            Some(errorcode),
+            message,
+        )
     }
 
     /// `invalid_parameter_exception`: the reason is only in `debuginfo`.
@@ -1452,8 +1517,12 @@ impl Exc {
     }
 
     fn access(debuginfo: &str) -> Exc {
-        Exc::new("webservice_access_exception", Some("accessexception"), "Access control exception")
-            .debug(debuginfo)
+        Exc::new(
+            "webservice_access_exception",
+            Some("accessexception"),
+            "Access control exception",
+        )
+        .debug(debuginfo)
     }
 
     fn nopermissions(capability: &str) -> Exc {
@@ -1488,13 +1557,23 @@ impl Exc {
 
     /// The `user` table gets its own errorcode in `dml_missing_record_exception`.
     fn invalid_user(id: i64) -> Exc {
-        Exc::new("dml_missing_record_exception", Some("invaliduser"), "Invalid user")
-            .debug(format!("SELECT * FROM {{user}} WHERE id = ?\n[array (\n  0 => {id},\n)]"))
+        Exc::new(
+            "dml_missing_record_exception",
+            Some("invaliduser"),
+            "Invalid user",
+        )
+        .debug(format!(
+            "SELECT * FROM {{user}} WHERE id = ?\n[array (\n  0 => {id},\n)]"
+        ))
     }
 
     fn dml_write(debuginfo: &str) -> Exc {
-        Exc::new("dml_write_exception", Some("dmlwriteexception"), "Error writing to database")
-            .debug(debuginfo)
+        Exc::new(
+            "dml_write_exception",
+            Some("dmlwriteexception"),
+            "Error writing to database",
+        )
+        .debug(debuginfo)
     }
 
     fn coding(message: &str, debuginfo: &str) -> Exc {
@@ -1533,7 +1612,8 @@ impl Format {
         match self {
             Format::Json => moodle_response("application/json", value.to_string()),
             Format::Xml => {
-                let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n");
+                let mut xml =
+                    String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n");
                 let mut value = value.clone();
                 if let Value::Object(map) = &mut value {
                     for key in absent_optional {
@@ -1572,7 +1652,10 @@ impl Format {
                 if let Some(code) = &exc.errorcode {
                     xml.push_str(&format!("<ERRORCODE>{}</ERRORCODE>\n", xml_escape(code)));
                 }
-                xml.push_str(&format!("<MESSAGE>{}</MESSAGE>\n", xml_escape(&exc.message)));
+                xml.push_str(&format!(
+                    "<MESSAGE>{}</MESSAGE>\n",
+                    xml_escape(&exc.message)
+                ));
                 if let Some(info) = debuginfo {
                     xml.push_str(&format!("<DEBUGINFO>{}</DEBUGINFO>\n", xml_escape(info)));
                 }
@@ -1684,8 +1767,18 @@ impl T {
 
 /// Installed plugins and language packs of the fake site.
 const AUTH_PLUGINS: &[&str] = &[
-    "cas", "db", "email", "ldap", "lti", "manual", "mnet", "nologin", "none", "oauth2",
-    "shibboleth", "webservice",
+    "cas",
+    "db",
+    "email",
+    "ldap",
+    "lti",
+    "manual",
+    "mnet",
+    "nologin",
+    "none",
+    "oauth2",
+    "shibboleth",
+    "webservice",
 ];
 /// Auth plugins that store passwords in Moodle: a new user needs a password or createpassword.
 const INTERNAL_AUTHS: &[&str] = &["manual", "email", "none"];
@@ -1778,10 +1871,14 @@ impl V {
         self.as_str().parse().expect("validated as int")
     }
     fn str(&self, key: &str) -> &str {
-        self.get(key).unwrap_or_else(|| panic!("missing {key}")).as_str()
+        self.get(key)
+            .unwrap_or_else(|| panic!("missing {key}"))
+            .as_str()
     }
     fn int(&self, key: &str) -> i64 {
-        self.get(key).unwrap_or_else(|| panic!("missing {key}")).as_int()
+        self.get(key)
+            .unwrap_or_else(|| panic!("missing {key}"))
+            .as_int()
     }
     fn opt_str(&self, key: &str) -> Option<&str> {
         self.get(key).map(V::as_str)
@@ -1852,7 +1949,11 @@ fn validate(desc: &Desc, node: &Node) -> Result<V, String> {
                 return Err(only_arrays(node));
             };
             // The keys only need to be distinct: Moodle walks the values in order.
-            entries.iter().map(|(_, child)| validate(item, child)).collect::<Result<_, _>>().map(V::L)
+            entries
+                .iter()
+                .map(|(_, child)| validate(item, child))
+                .collect::<Result<_, _>>()
+                .map(V::L)
         }
     }
 }
@@ -1917,15 +2018,23 @@ fn clean(t: T, s: &str) -> String {
 }
 
 fn installed(name: &str, list: &[&str]) -> String {
-    if list.contains(&name) { name.into() } else { String::new() }
+    if list.contains(&name) {
+        name.into()
+    } else {
+        String::new()
+    }
 }
 
 /// PARAM_PLUGIN: `[a-z0-9_]` only, and a valid plugin name (`^[a-z](?:[a-z0-9_](?!__))*[a-z0-9]+$`).
 fn clean_plugin(s: &str) -> String {
-    let s: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let s: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let valid = s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.contains("__");
     if valid { s } else { String::new() }
 }
@@ -1983,7 +2092,10 @@ fn is_multilang_span_open(t: &str) -> bool {
 }
 
 fn is_lang_code(code: &str) -> bool {
-    !code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !code.is_empty()
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Every remaining tag is an opening multilang tag or its close, never nested.
@@ -2287,7 +2399,10 @@ const OTHER_FUNCTIONS: &[&str] = &[
 
 fn site_info_params() -> Desc {
     // Deprecated and ignored, but still declared (so it is accepted).
-    single(vec![def_empty("serviceshortnames", multi(val(T::AlphaNumExt)))])
+    single(vec![def_empty(
+        "serviceshortnames",
+        multi(val(T::AlphaNumExt)),
+    )])
 }
 
 fn site_info(site: &mut Site, _: &V) -> Result<Value, Exc> {
@@ -2362,11 +2477,24 @@ fn num(x: f64) -> Value {
 // =====================================================================================
 
 /// Column widths of `mdl_course` (moodle-ws.md §3): longer values fail the insert.
-const COURSE_COLUMNS: &[(&str, usize)] = &[("fullname", 254), ("shortname", 255), ("idnumber", 100)];
+const COURSE_COLUMNS: &[(&str, usize)] =
+    &[("fullname", 254), ("shortname", 255), ("idnumber", 100)];
 
 fn course_keys(all_optional: bool) -> Vec<Key> {
-    let r = |name, desc| if all_optional { opt(name, desc) } else { req(name, desc) };
-    let d = |name, desc, default| if all_optional { opt(name, desc) } else { def(name, desc, default) };
+    let r = |name, desc| {
+        if all_optional {
+            opt(name, desc)
+        } else {
+            req(name, desc)
+        }
+    };
+    let d = |name, desc, default| {
+        if all_optional {
+            opt(name, desc)
+        } else {
+            def(name, desc, default)
+        }
+    };
     vec![
         r("fullname", val(T::Text)),
         r("shortname", val(T::Text)),
@@ -2393,11 +2521,17 @@ fn course_keys(all_optional: bool) -> Vec<Key> {
         opt("forcetheme", val(T::Plugin)),
         opt(
             "courseformatoptions",
-            multi(single(vec![req("name", val(T::AlphaNumExt)), req("value", val(T::Raw))])),
+            multi(single(vec![
+                req("name", val(T::AlphaNumExt)),
+                req("value", val(T::Raw)),
+            ])),
         ),
         opt(
             "customfields",
-            multi(single(vec![req("shortname", val(T::AlphaNumExt)), req("value", val(T::Raw))])),
+            multi(single(vec![
+                req("shortname", val(T::AlphaNumExt)),
+                req("value", val(T::Raw)),
+            ])),
         ),
     ]
 }
@@ -2413,7 +2547,10 @@ fn update_courses_params() -> Desc {
 }
 
 fn invalid_course_param(name: &str) -> Exc {
-    Exc::moodle("errorinvalidparam", &format!("The param \"{name}\" is invalid."))
+    Exc::moodle(
+        "errorinvalidparam",
+        &format!("The param \"{name}\" is invalid."),
+    )
 }
 
 /// `course_validate_dates`, on the keys that were sent (a missing key counts as 0).
@@ -2435,9 +2572,16 @@ fn check_course_dates(startdate: Option<i64>, enddate: Option<i64>) -> Result<()
 }
 
 /// PostgreSQL refuses a value longer than its column.
-fn check_widths(statement: &str, columns: &[(&str, usize)], values: &[(&str, &str)]) -> Result<(), Exc> {
+fn check_widths(
+    statement: &str,
+    columns: &[(&str, usize)],
+    values: &[(&str, &str)],
+) -> Result<(), Exc> {
     for (column, value) in values {
-        let max = columns.iter().find(|(c, _)| c == column).map_or(usize::MAX, |(_, m)| *m);
+        let max = columns
+            .iter()
+            .find(|(c, _)| c == column)
+            .map_or(usize::MAX, |(_, m)| *m);
         if value.chars().count() > max {
             return Err(Exc::dml_write(&format!(
                 "ERROR:  value too long for type character varying({max})\n{statement} ({column})"
@@ -2499,7 +2643,11 @@ fn create_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
         check_widths(
             "INSERT INTO mdl_course",
             COURSE_COLUMNS,
-            &[("fullname", fullname), ("shortname", shortname), ("idnumber", idnumber)],
+            &[
+                ("fullname", fullname),
+                ("shortname", shortname),
+                ("idnumber", idnumber),
+            ],
         )?;
         let id = db.next_course_id();
         let mut row = CourseRow::new(id, categoryid, fullname, shortname);
@@ -2575,7 +2723,10 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
         site.require("moodle/course:changesummary")?;
         new.summary = v.into();
     }
-    if let Some(v) = c.opt_int("summaryformat").filter(|v| *v != old.summaryformat) {
+    if let Some(v) = c
+        .opt_int("summaryformat")
+        .filter(|v| *v != old.summaryformat)
+    {
         site.require("moodle/course:changesummary")?;
         new.summaryformat = v;
     }
@@ -2595,26 +2746,44 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
     }
     if new.visible == old.visible && moved {
         // Moving into a hidden (or, by a PHP quirk, a missing) category hides the course.
-        let target_visible = site.db.categories.get(&new.category).is_some_and(|c| c.visible);
+        let target_visible = site
+            .db
+            .categories
+            .get(&new.category)
+            .is_some_and(|c| c.visible);
         if !target_visible {
             new.visible = 0;
         }
     }
     if !php_empty(&new.shortname) && new.shortname != old.shortname {
-        let taken = site.db.courses.values().any(|x| x.id != id && x.shortname == new.shortname);
+        let taken = site
+            .db
+            .courses
+            .values()
+            .any(|x| x.id != id && x.shortname == new.shortname);
         if taken {
             return Err(Exc::moodle(
                 "shortnametaken",
-                &format!("Short name is already used for another course ({})", new.shortname),
+                &format!(
+                    "Short name is already used for another course ({})",
+                    new.shortname
+                ),
             ));
         }
     }
     if !php_empty(&new.idnumber) && new.idnumber != old.idnumber {
-        let taken = site.db.courses.values().any(|x| x.id != id && x.idnumber == new.idnumber);
+        let taken = site
+            .db
+            .courses
+            .values()
+            .any(|x| x.id != id && x.idnumber == new.idnumber);
         if taken {
             return Err(Exc::moodle(
                 "courseidnumbertaken",
-                &format!("ID number is already used for another course ({})", new.idnumber),
+                &format!(
+                    "ID number is already used for another course ({})",
+                    new.idnumber
+                ),
             ));
         }
     }
@@ -2641,7 +2810,11 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
     check_widths(
         "UPDATE mdl_course SET",
         COURSE_COLUMNS,
-        &[("fullname", &new.fullname), ("shortname", &new.shortname), ("idnumber", &new.idnumber)],
+        &[
+            ("fullname", &new.fullname),
+            ("shortname", &new.shortname),
+            ("idnumber", &new.idnumber),
+        ],
     )?;
     new.timemodified = now();
     let category = new.category;
@@ -2651,14 +2824,19 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
     if moved && !site.db.categories.contains_key(&category) {
         return Err(Exc::missing_record(
             "course_categories",
-            format!("SELECT * FROM {{course_categories}} WHERE id = ?\n[array (\n  0 => {category},\n)]"),
+            format!(
+                "SELECT * FROM {{course_categories}} WHERE id = ?\n[array (\n  0 => {category},\n)]"
+            ),
         ));
     }
     Ok(())
 }
 
 fn courses_by_field_params() -> Desc {
-    single(vec![def("field", val(T::Alpha), ""), def("value", val(T::Raw), "")])
+    single(vec![
+        def("field", val(T::Alpha), ""),
+        def("value", val(T::Raw), ""),
+    ])
 }
 
 /// `core_course_external::get_courses_by_field`.
@@ -2675,10 +2853,17 @@ fn courses_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
         }
         "idnumber" => all.filter(|c| c.idnumber == value).collect(),
         "ids" => {
-            let cleaned: String = value.chars().filter(|c| c.is_ascii_digit() || *c == ',').collect();
+            let cleaned: String = value
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == ',')
+                .collect();
             let mut ids: Vec<i64> = Vec::new();
             for part in cleaned.split(',') {
-                match part.parse::<i64>().ok().filter(|id| site.db.courses.contains_key(id)) {
+                match part
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|id| site.db.courses.contains_key(id))
+                {
                     Some(id) => ids.push(id),
                     // Moodle 4.5 bug (fixture by_ids_with_unknown_id): a PHP Error, no errorcode.
                     None => {
@@ -2704,8 +2889,16 @@ fn courses_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
 }
 
 fn course_by_field_json(site: &Site, c: &CourseRow, manager: bool) -> Value {
-    let category_name = site.db.categories.get(&c.category).map_or("", |x| x.name.as_str());
-    let methods: Vec<&str> = if c.manual == ManualInstance::Enabled { vec!["manual"] } else { vec![] };
+    let category_name = site
+        .db
+        .categories
+        .get(&c.category)
+        .map_or("", |x| x.name.as_str());
+    let methods: Vec<&str> = if c.manual == ManualInstance::Enabled {
+        vec!["manual"]
+    } else {
+        vec![]
+    };
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
         m.insert(k.into(), v);
@@ -2716,7 +2909,11 @@ fn course_by_field_json(site: &Site, c: &CourseRow, manager: bool) -> Value {
     put("shortname", json!(c.shortname));
     put(
         "courseimage",
-        json!(format!("{}/pluginfile.php/{}/course/generated/course.svg", site.url, 100 + c.id)),
+        json!(format!(
+            "{}/pluginfile.php/{}/course/generated/course.svg",
+            site.url,
+            100 + c.id
+        )),
     );
     put("categoryid", json!(c.category));
     put("categoryname", json!(category_name));
@@ -2756,10 +2953,17 @@ fn course_by_field_json(site: &Site, c: &CourseRow, manager: bool) -> Value {
         put("requested", json!(0));
         put("cacherev", json!(c.timemodified));
     }
-    let filters: Vec<Value> = ["displayh5p", "activitynames", "mathjaxloader", "emoticon", "urltolink", "mediaplugin"]
-        .iter()
-        .map(|f| json!({"filter": f, "localstate": 0, "inheritedstate": 1}))
-        .collect();
+    let filters: Vec<Value> = [
+        "displayh5p",
+        "activitynames",
+        "mathjaxloader",
+        "emoticon",
+        "urltolink",
+        "mediaplugin",
+    ]
+    .iter()
+    .map(|f| json!({"filter": f, "localstate": 0, "inheritedstate": 1}))
+    .collect();
     put("filters", json!(filters));
     put(
         "courseformatoptions",
@@ -2773,16 +2977,29 @@ fn course_by_field_json(site: &Site, c: &CourseRow, manager: bool) -> Value {
 }
 
 fn get_courses_params() -> Desc {
-    single(vec![def_empty("options", single(vec![opt("ids", multi(val(T::Int)))]))])
+    single(vec![def_empty(
+        "options",
+        single(vec![opt("ids", multi(val(T::Int)))]),
+    )])
 }
 
 /// `core_course_external::get_courses`: a flat list; unknown ids are skipped.
 fn get_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let ids: Vec<i64> = p.get("options").map_or(&[][..], |o| o.list("ids")).iter().map(V::as_int).collect();
+    let ids: Vec<i64> = p
+        .get("options")
+        .map_or(&[][..], |o| o.list("ids"))
+        .iter()
+        .map(V::as_int)
+        .collect();
     let manager = site.can("moodle/course:update");
     let can_see_hidden = manager || site.can("moodle/course:viewhiddencourses");
     let mut out = Vec::new();
-    for c in site.db.courses.values().filter(|c| ids.is_empty() || ids.contains(&c.id)) {
+    for c in site
+        .db
+        .courses
+        .values()
+        .filter(|c| ids.is_empty() || ids.contains(&c.id))
+    {
         if c.id != FRONT_PAGE {
             // One course without the capability fails the whole call.
             site.require("moodle/course:view")?;
@@ -2944,13 +3161,18 @@ fn plan_create_users(site: &Site, p: &V) -> Result<Vec<UserRow>, Exc> {
         if !LANGS.contains(&lang) {
             return invalid(format!("Invalid language code: {lang}"));
         }
-        if let Some(theme) = u.opt_str("theme").filter(|t| !t.is_empty() && !THEMES.contains(t)) {
+        if let Some(theme) = u
+            .opt_str("theme")
+            .filter(|t| !t.is_empty() && !THEMES.contains(t))
+        {
             return invalid(format!("Invalid theme: {theme}"));
         }
         let createpassword = u.opt_str("createpassword") == Some("1");
         let password = u.opt_str("password").unwrap_or("");
         if INTERNAL_AUTHS.contains(&auth) && php_empty(password) && !createpassword {
-            return invalid("Invalid password: you must provide a password, or set createpassword.".into());
+            return invalid(
+                "Invalid password: you must provide a password, or set createpassword.".into(),
+            );
         }
         let email = u.str("email");
         if !validate_email(email) {
@@ -3064,7 +3286,10 @@ fn user_details(site: &Site, u: &UserRow) -> Option<Map<String, Value>> {
         m.insert("mailformat".into(), json!(u.mailformat));
         m.insert("trackforums".into(), json!(0));
     }
-    m.insert("profileimageurlsmall".into(), json!(picture_url(site, "f2")));
+    m.insert(
+        "profileimageurlsmall".into(),
+        json!(picture_url(site, "f2")),
+    );
     m.insert("profileimageurl".into(), json!(picture_url(site, "f1")));
     Some(m)
 }
@@ -3084,7 +3309,10 @@ fn field_visible(details: &Map<String, Value>, field: &str) -> bool {
 }
 
 fn users_by_field_params() -> Desc {
-    single(vec![req("field", val(T::Alpha)), req("values", multi(val(T::Raw)))])
+    single(vec![
+        req("field", val(T::Alpha)),
+        req("values", multi(val(T::Raw))),
+    ])
 }
 
 /// `core_user_external::get_users_by_field`: exact (case-sensitive) matches, by id.
@@ -3098,7 +3326,9 @@ fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
         _ => {
             return Err(Exc::coding(
                 "invalid field parameter",
-                &format!("The search field '{field}' is not supported, look at the web service documentation"),
+                &format!(
+                    "The search field '{field}' is not supported, look at the web service documentation"
+                ),
             ));
         }
     };
@@ -3108,7 +3338,10 @@ fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
         let cleaned = clean(t, value);
         // PHP's loose `!=`: "06" equals the integer 6, "abc" does not equal 0.
         let same = if t == T::Int {
-            value.trim().parse::<f64>().is_ok_and(|f| f == php_intval(value) as f64)
+            value
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|f| f == php_intval(value) as f64)
         } else {
             value == cleaned
         };
@@ -3140,7 +3373,10 @@ fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
 fn get_users_params() -> Desc {
     single(vec![req(
         "criteria",
-        multi(single(vec![req("key", val(T::Alpha)), req("value", val(T::Raw))])),
+        multi(single(vec![
+            req("key", val(T::Alpha)),
+            req("value", val(T::Raw)),
+        ])),
     )])
 }
 
@@ -3226,7 +3462,10 @@ fn unenrol_params() -> Desc {
 
 /// `get_assignable_roles` for the integration role: student, teacher, editingteacher.
 fn can_assign(site: &Site, roleid: i64) -> bool {
-    site.can("moodle/role:assign") && ROLES.iter().any(|(id, _, assignable)| *id == roleid && *assignable)
+    site.can("moodle/role:assign")
+        && ROLES
+            .iter()
+            .any(|(id, _, assignable)| *id == roleid && *assignable)
 }
 
 fn no_instance() -> Exc {
@@ -3296,12 +3535,15 @@ fn unenrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
             return Err(no_instance());
         }
         if !db.users.contains_key(&userid) {
-            return Err(Exc::invalid_parameter(format!("User id not exist: {userid}")));
+            return Err(Exc::invalid_parameter(format!(
+                "User id not exist: {userid}"
+            )));
         }
         if db.enrolments.remove(&(courseid, userid)).is_some() {
             // That was the user's last enrolment in the course (the fake has only manual
             // ones): Moodle removes every role there and deletes the gradebook grades.
-            db.role_assignments.retain(|(c, u, _)| !(*c == courseid && *u == userid));
+            db.role_assignments
+                .retain(|(c, u, _)| !(*c == courseid && *u == userid));
             db.grades.remove(&(courseid, userid));
         }
     }
@@ -3314,18 +3556,51 @@ fn enrolled_users_params() -> Desc {
         req("courseid", val(T::Int)),
         def_empty(
             "options",
-            multi(single(vec![req("name", val(T::AlphaNumExt)), req("value", val(T::Raw))])),
+            multi(single(vec![
+                req("name", val(T::AlphaNumExt)),
+                req("value", val(T::Raw)),
+            ])),
         ),
     ])
 }
 
 /// The fields `user_get_user_details` accepts in `userfields`.
 const USER_FIELDS: &[&str] = &[
-    "id", "username", "fullname", "firstname", "lastname", "email", "address", "phone1", "phone2",
-    "department", "institution", "idnumber", "interests", "firstaccess", "lastaccess",
-    "lastcourseaccess", "auth", "suspended", "confirmed", "lang", "theme", "timezone", "mailformat",
-    "trackforums", "description", "descriptionformat", "city", "country", "url",
-    "profileimageurlsmall", "profileimageurl", "customfields", "groups", "roles", "preferences",
+    "id",
+    "username",
+    "fullname",
+    "firstname",
+    "lastname",
+    "email",
+    "address",
+    "phone1",
+    "phone2",
+    "department",
+    "institution",
+    "idnumber",
+    "interests",
+    "firstaccess",
+    "lastaccess",
+    "lastcourseaccess",
+    "auth",
+    "suspended",
+    "confirmed",
+    "lang",
+    "theme",
+    "timezone",
+    "mailformat",
+    "trackforums",
+    "description",
+    "descriptionformat",
+    "city",
+    "country",
+    "url",
+    "profileimageurlsmall",
+    "profileimageurl",
+    "customfields",
+    "groups",
+    "roles",
+    "preferences",
     "enrolledcourses",
 ];
 
@@ -3341,7 +3616,9 @@ fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
         match o.str("name") {
             "onlyactive" => onlyactive = !php_empty(value),
             "onlysuspended" => onlysuspended = !php_empty(value),
-            "userfields" => userfields = value.split(',').map(|f| clean(T::AlphaNumExt, f)).collect(),
+            "userfields" => {
+                userfields = value.split(',').map(|f| clean(T::AlphaNumExt, f)).collect()
+            }
             "limitfrom" => limitfrom = php_intval(value).max(0) as usize,
             "limitnumber" => limitnumber = php_intval(value).max(0) as usize,
             "sortby" => {
@@ -3382,8 +3659,14 @@ fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
             "",
         ));
     }
-    if let Some(bad) = userfields.iter().find(|f| !USER_FIELDS.contains(&f.as_str())) {
-        return Err(Exc::moodle("invaliduserfield", &format!("Invalid user field: {bad}")));
+    if let Some(bad) = userfields
+        .iter()
+        .find(|f| !USER_FIELDS.contains(&f.as_str()))
+    {
+        return Err(Exc::moodle(
+            "invaliduserfield",
+            &format!("Invalid user field: {bad}"),
+        ));
     }
     let at = now();
     let mut users: Vec<&UserRow> = site
@@ -3405,7 +3688,11 @@ fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
     if descending {
         users.reverse();
     }
-    let take = if limitnumber == 0 { usize::MAX } else { limitnumber };
+    let take = if limitnumber == 0 {
+        usize::MAX
+    } else {
+        limitnumber
+    };
     let out: Vec<Value> = users
         .into_iter()
         .skip(limitfrom)
@@ -3416,11 +3703,28 @@ fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
 }
 
 /// `user_get_user_details` in a course, as the recorded site returned it.
-fn enrolled_user_json(site: &Site, u: &UserRow, courseid: i64, fields: &[String], at: i64) -> Option<Value> {
+fn enrolled_user_json(
+    site: &Site,
+    u: &UserRow,
+    courseid: i64,
+    fields: &[String],
+    at: i64,
+) -> Option<Value> {
     let details = user_details(site, u)?;
-    let wanted = |f: &str| fields.is_empty() || fields.iter().any(|x| x == f) || f == "id" || f == "fullname";
+    let wanted = |f: &str| {
+        fields.is_empty() || fields.iter().any(|x| x == f) || f == "id" || f == "fullname"
+    };
     let mut m = Map::new();
-    for key in ["id", "username", "fullname", "email", "department", "idnumber", "firstaccess", "lastaccess"] {
+    for key in [
+        "id",
+        "username",
+        "fullname",
+        "email",
+        "department",
+        "idnumber",
+        "firstaccess",
+        "lastaccess",
+    ] {
         if let Some(v) = details.get(key).filter(|_| wanted(key)) {
             m.insert(key.into(), v.clone());
         }
@@ -3439,7 +3743,10 @@ fn enrolled_user_json(site: &Site, u: &UserRow, courseid: i64, fields: &[String]
             .roles_of(courseid, u.id)
             .into_iter()
             .map(|r| {
-                let shortname = ROLES.iter().find(|(id, _, _)| *id == r).map_or("", |(_, s, _)| s);
+                let shortname = ROLES
+                    .iter()
+                    .find(|(id, _, _)| *id == r)
+                    .map_or("", |(_, s, _)| s);
                 json!({"roleid": r, "name": "", "shortname": shortname, "sortorder": 0})
             })
             .collect();
@@ -3479,7 +3786,11 @@ fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     for a in p.list("assignments") {
         let (roleid, userid) = (a.int("roleid"), a.int("userid"));
-        let courseid = match (a.opt_int("contextid"), a.opt_str("contextlevel"), a.opt_int("instanceid")) {
+        let courseid = match (
+            a.opt_int("contextid"),
+            a.opt_str("contextlevel"),
+            a.opt_int("instanceid"),
+        ) {
             (None, Some("course"), Some(instance)) => instance,
             (None, Some("system" | "user" | "coursecat" | "module" | "block"), Some(_)) => {
                 return Err(Exc::invalid_parameter(
@@ -3487,7 +3798,9 @@ fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
                 ));
             }
             (None, Some(_), Some(_)) => {
-                return Err(Exc::invalid_parameter("Invalid context level parameter".into()));
+                return Err(Exc::invalid_parameter(
+                    "Invalid context level parameter".into(),
+                ));
             }
             (Some(_), _, _) => return Err(Exc::invalid_parameter("Context does not exist".into())),
             _ => return Err(Exc::invalid_parameter("Missing parameters".into())),
@@ -3497,7 +3810,9 @@ fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
         }
         site.require("moodle/role:assign")?;
         if !can_assign(site, roleid) {
-            return Err(Exc::invalid_parameter(format!("Can not assign roleid={roleid} in contextid=")));
+            return Err(Exc::invalid_parameter(format!(
+                "Can not assign roleid={roleid} in contextid="
+            )));
         }
         if !db.users.contains_key(&userid) {
             return Err(Exc::coding("User ID does not exist or is deleted!", ""));
@@ -3548,7 +3863,10 @@ fn grade_items(site: &mut Site, p: &V) -> Result<Value, Exc> {
         vec![userid]
     };
     if !site.can("moodle/grade:viewall") && userid != TOKEN_USER {
-        return Err(Exc::moodle("nopermissiontoviewgrades", "Can not view grades."));
+        return Err(Exc::moodle(
+            "nopermissiontoviewgrades",
+            "Can not view grades.",
+        ));
     }
     let usergrades: Vec<Value> = userids
         .iter()
@@ -3571,9 +3889,9 @@ fn grade_items(site: &mut Site, p: &V) -> Result<Value, Exc> {
 
 fn course_total_item(course: &CourseRow, grade: Option<&GradeRow>) -> Value {
     let (min, max) = (0.0, course.grademax);
-    let percentage = grade
-        .filter(|_| max > min)
-        .map_or("-".to_string(), |g| format!("{:.2} %", (g.value - min) / (max - min) * 100.0));
+    let percentage = grade.filter(|_| max > min).map_or("-".to_string(), |g| {
+        format!("{:.2} %", (g.value - min) / (max - min) * 100.0)
+    });
     json!({
         "id": course.id,
         "itemname": null,
@@ -3620,7 +3938,8 @@ fn course_grades(site: &mut Site, p: &V) -> Result<Value, Exc> {
         }
         site.require("moodle/grade:viewall")?;
     }
-    let can_see_hidden = site.can("moodle/course:update") || site.can("moodle/course:viewhiddencourses");
+    let can_see_hidden =
+        site.can("moodle/course:update") || site.can("moodle/course:viewhiddencourses");
     // Active or suspended enrolments count; the course must show grades to students.
     let grades: Vec<Value> = site
         .db
@@ -3643,7 +3962,10 @@ fn course_grades(site: &mut Site, p: &V) -> Result<Value, Exc> {
 }
 
 fn completion_params() -> Desc {
-    single(vec![req("courseid", val(T::Int)), req("userid", val(T::Int))])
+    single(vec![
+        req("courseid", val(T::Int)),
+        req("userid", val(T::Int)),
+    ])
 }
 
 /// `core_completion_external::get_course_completion_status`, with one self-completion
@@ -3658,17 +3980,26 @@ fn completion_status(site: &mut Site, p: &V) -> Result<Value, Exc> {
     }
     // Completion off in the course and a missing capability give the same code.
     if course.enablecompletion == 0 || !site.can("report/completion:view") {
-        return Err(Exc::moodle("cannotviewreport", "You cannot view this report"));
+        return Err(Exc::moodle(
+            "cannotviewreport",
+            "You cannot view this report",
+        ));
     }
     // Tracked: an active enrolment (suspended ones do not count) with a role that is in
     // completion reports (student).
     let tracked = site.db.is_active(courseid, userid, now())
         && site.db.roles_of(courseid, userid).contains(&ROLE_STUDENT);
     if !tracked {
-        return Err(Exc::moodle("usernotenroled", "User is not enrolled in this course"));
+        return Err(Exc::moodle(
+            "usernotenroled",
+            "User is not enrolled in this course",
+        ));
     }
     if !course.completion_criteria {
-        return Err(Exc::moodle("nocriteriaset", "No completion criteria set for this course"));
+        return Err(Exc::moodle(
+            "nocriteriaset",
+            "No completion criteria set for this course",
+        ));
     }
     let state = site.db.completions.get(&(courseid, userid));
     let completed = state.is_some_and(|s| s.completed);
