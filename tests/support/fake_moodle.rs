@@ -1,7 +1,7 @@
 //! A strict, stateful, in-process fake of a Moodle 4.5 site's REST web services.
 //!
 //! Every integration test talks to this instead of a real Moodle, so it behaves like the
-//! recorded site in `tests/fixtures/moodle/` (see `/work/shared/moodle-ws.md` for the protocol):
+//! recorded site in `tests/fixtures/moodle/` (the protocol is described in `moodle-ws.md`):
 //! the same order of checks, the same error envelopes (HTTP 200 with `exception`, `errorcode`,
 //! `message`), the same parameter strictness, the same state rules (unique shortnames, atomic
 //! batches, warnings instead of exceptions in `core_course_update_courses`, …).
@@ -12,6 +12,12 @@
 //! moodle.fail_next(1, Fault::Http503);          // the next call gets a proxy 503
 //! assert_eq!(moodle.call_count("core_course_create_courses"), 2);
 //! ```
+//!
+//! A new site has: course categories 1 (Miscellaneous) and [`CATEGORY`] 5; the front page
+//! (course 1); users 1 guest, 2 admin and [`TOKEN_USER`] 3 (who owns the token); the standard
+//! roles, of which student 5, teacher 4 and editingteacher 3 are assignable and manager 1 is
+//! not; all 15 functions in the token's service; every modelled capability granted; debugging
+//! off. Tests change that with the seeding methods and switches of [`FakeMoodle`].
 //!
 //! The file is in sections, read top to bottom:
 //! 1. the test-facing API ([`FakeMoodle`], seeds, snapshots, switches, faults);
@@ -401,9 +407,12 @@ impl FakeMoodle {
         id
     }
 
-    /// Enrols a user manually with a role, as `enrol_manual_enrol_users` would (no checks).
+    /// Enrols a user manually with a role, as `enrol_manual_enrol_users` would (no checks
+    /// beyond the course and user existing).
     pub fn add_enrolment(&self, courseid: i64, userid: i64, roleid: i64, suspended: bool) {
         let mut site = self.site();
+        site.db.course_mut(courseid);
+        site.db.user(userid);
         site.db.enrolments.insert(
             (courseid, userid),
             EnrolRow {
@@ -418,6 +427,8 @@ impl FakeMoodle {
     /// Sets (or with `None` removes) the user's course total.
     pub fn set_grade(&self, courseid: i64, userid: i64, grade: Option<f64>) {
         let mut site = self.site();
+        site.db.course_mut(courseid);
+        site.db.user(userid);
         match grade {
             Some(value) => {
                 site.db
@@ -437,8 +448,10 @@ impl FakeMoodle {
 
     /// Records the user's course completion (`time` is the criterion's `timecompleted`).
     pub fn set_completion(&self, courseid: i64, userid: i64, completed: bool, time: Option<i64>) {
-        self.site()
-            .db
+        let mut site = self.site();
+        site.db.course_mut(courseid);
+        site.db.user(userid);
+        site.db
             .completions
             .insert((courseid, userid), CompletionRow { completed, time });
     }
@@ -804,6 +817,8 @@ impl Site {
         }
         let mut front = CourseRow::new(FRONT_PAGE, 0, "Fake Moodle", "fakemoodle");
         front.format = "site".into();
+        // The front page has no enrolment instances.
+        front.manual = ManualInstance::Missing;
         front.enablecompletion = 0;
         front.showgrades = 0;
         db.courses.insert(FRONT_PAGE, front);
@@ -881,10 +896,18 @@ impl Db {
         self.users.keys().max().copied().unwrap_or(0) + 1
     }
 
+    /// For seeding: a missing course is a bug in the test.
     fn course_mut(&mut self, id: i64) -> &mut CourseRow {
         self.courses
             .get_mut(&id)
             .unwrap_or_else(|| panic!("no course {id} in the fake"))
+    }
+
+    /// For seeding: a missing user is a bug in the test.
+    fn user(&self, id: i64) -> &UserRow {
+        self.users
+            .get(&id)
+            .unwrap_or_else(|| panic!("no user {id} in the fake"))
     }
 
     fn roles_of(&self, courseid: i64, userid: i64) -> Vec<i64> {
@@ -961,9 +984,10 @@ async fn rest_server(
         }
         Some(Fault::DmlWrite) => {
             let debug = lock(&shared).cfg.debug;
-            return req
-                .format
-                .error(&Exc::dml_write("Deadlock found (injected fault)"), debug);
+            return req.format.error(
+                &Exc::dml_write("ERROR:  deadlock detected (injected fault)"),
+                debug,
+            );
         }
         Some(Fault::AfterCommit503) | None => {}
     }
@@ -1184,6 +1208,8 @@ impl Listener for ResettableListener {
         }
     }
 
+    /// Only `Serve::local_addr` asks for this; a connection handle is not an address, but
+    /// `Listener` ties both to one type, so the answer is a handle nobody can reset.
     fn local_addr(&self) -> io::Result<Conn> {
         self.0.local_addr().map(|_: SocketAddr| Conn {
             reset: Arc::new(AtomicBool::new(false)),
@@ -1576,18 +1602,21 @@ impl Exc {
         .debug(debuginfo)
     }
 
-    fn coding(message: &str, debuginfo: &str) -> Exc {
-        Exc::new(
+    fn coding(message: &str, debuginfo: Option<&str>) -> Exc {
+        let mut exc = Exc::new(
             "core\\exception\\coding_exception",
             Some("codingerror"),
             &format!("Coding error detected, it must be fixed by a programmer: {message}"),
-        )
-        .debug(debuginfo)
+        );
+        exc.debuginfo = debuginfo.map(Into::into);
+        exc
     }
 
     /// A PHP engine error (`TypeError`, `Error`): no errorcode at all.
     fn php(class: &str, message: &str) -> Exc {
-        Exc::new(class, None, message).debug(format!("* line ? of {MOODLE_DIR}/lib/enrollib.php"))
+        Exc::new(class, None, message).debug(format!(
+            "{class}: {message}\n* line ? of {MOODLE_DIR}/webservice/rest/server.php"
+        ))
     }
 }
 
@@ -1766,19 +1795,10 @@ impl T {
 }
 
 /// Installed plugins and language packs of the fake site.
+#[rustfmt::skip]
 const AUTH_PLUGINS: &[&str] = &[
-    "cas",
-    "db",
-    "email",
-    "ldap",
-    "lti",
-    "manual",
-    "mnet",
-    "nologin",
-    "none",
-    "oauth2",
-    "shibboleth",
-    "webservice",
+    "cas", "db", "email", "ldap", "lti", "manual", "mnet", "nologin", "none", "oauth2",
+    "shibboleth", "webservice",
 ];
 /// Auth plugins that store passwords in Moodle: a new user needs a password or createpassword.
 const INTERNAL_AUTHS: &[&str] = &["manual", "email", "none"];
@@ -3326,9 +3346,9 @@ fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
         _ => {
             return Err(Exc::coding(
                 "invalid field parameter",
-                &format!(
+                Some(&format!(
                     "The search field '{field}' is not supported, look at the web service documentation"
-                ),
+                )),
             ));
         }
     };
@@ -3494,7 +3514,7 @@ fn enrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
                 ),
             ));
         }
-        if course.manual != ManualInstance::Enabled || courseid == FRONT_PAGE {
+        if course.manual != ManualInstance::Enabled {
             return Err(no_instance());
         }
         if !db.users.contains_key(&userid) {
@@ -3531,7 +3551,7 @@ fn unenrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
         };
         site.require("enrol/manual:unenrol")?;
         // A disabled instance is still used for unenrolling.
-        if course.manual == ManualInstance::Missing || courseid == FRONT_PAGE {
+        if course.manual == ManualInstance::Missing {
             return Err(no_instance());
         }
         if !db.users.contains_key(&userid) {
@@ -3565,42 +3585,13 @@ fn enrolled_users_params() -> Desc {
 }
 
 /// The fields `user_get_user_details` accepts in `userfields`.
+#[rustfmt::skip]
 const USER_FIELDS: &[&str] = &[
-    "id",
-    "username",
-    "fullname",
-    "firstname",
-    "lastname",
-    "email",
-    "address",
-    "phone1",
-    "phone2",
-    "department",
-    "institution",
-    "idnumber",
-    "interests",
-    "firstaccess",
-    "lastaccess",
-    "lastcourseaccess",
-    "auth",
-    "suspended",
-    "confirmed",
-    "lang",
-    "theme",
-    "timezone",
-    "mailformat",
-    "trackforums",
-    "description",
-    "descriptionformat",
-    "city",
-    "country",
-    "url",
-    "profileimageurlsmall",
-    "profileimageurl",
-    "customfields",
-    "groups",
-    "roles",
-    "preferences",
+    "id", "username", "fullname", "firstname", "lastname", "email", "address", "phone1",
+    "phone2", "department", "institution", "idnumber", "interests", "firstaccess", "lastaccess",
+    "lastcourseaccess", "auth", "suspended", "confirmed", "lang", "theme", "timezone",
+    "mailformat", "trackforums", "description", "descriptionformat", "city", "country", "url",
+    "profileimageurlsmall", "profileimageurl", "customfields", "groups", "roles", "preferences",
     "enrolledcourses",
 ];
 
@@ -3656,7 +3647,7 @@ fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
     if onlyactive && onlysuspended {
         return Err(Exc::coding(
             "Both onlyactive and onlysuspended are set, this is probably not what you want!",
-            "",
+            None,
         ));
     }
     if let Some(bad) = userfields
@@ -3815,7 +3806,7 @@ fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
             )));
         }
         if !db.users.contains_key(&userid) {
-            return Err(Exc::coding("User ID does not exist or is deleted!", ""));
+            return Err(Exc::coding("User ID does not exist or is deleted!", None));
         }
         db.assign_role(courseid, userid, roleid);
     }
