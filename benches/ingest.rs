@@ -4,7 +4,6 @@
 //!
 //! Run: `cargo bench --bench ingest` (options: `-- --events N --clients C`).
 
-#[allow(dead_code)]
 #[path = "../tests/support/fake_moodle.rs"]
 mod fake_moodle;
 
@@ -61,7 +60,9 @@ category_id = 5
         token = moodle.token(),
     );
     let config = Config::from_toml(&toml).unwrap();
-    let store = apit_moodle_sync::store::connect(&config.database_url).await.unwrap();
+    let store = apit_moodle_sync::store::connect(&config.database_url)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/v1/tenants/bench/events/course-saved",

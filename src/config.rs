@@ -642,6 +642,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
     fn environment_overrides_use_double_underscores() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", MINIMAL)?;

@@ -119,7 +119,7 @@ async fn a_failed_job_can_be_retried_after_the_data_is_fixed() {
     assert_eq!(a.body["links"]["retry"], format!("/v1/jobs/{id}/retry"));
 
     // Not retryable while it is succeeded/queued; retryable when failed.
-    let course = app.moodle.add_course("Existing", "EXIST-1", 5, None);
+    let course = seed_course(&app.moodle, "Existing", "EXIST-1", None);
     assert_ne!(course, 424242);
     let retried = app.admin_post(&format!("/v1/jobs/{id}/retry")).await;
     assert_eq!(retried.status, StatusCode::ACCEPTED);

@@ -47,12 +47,12 @@ async fn course_saved_creates_a_course_and_writes_its_id_back() {
     assert_eq!(c.fullname, "First Aid at Work");
     assert_eq!(c.shortname, "First Aid at Work (C1001)");
     assert_eq!(c.idnumber, "apit-course-C1001");
-    assert_eq!(c.categoryid, 5);
+    assert_eq!(c.category, 5);
     assert_eq!(c.summary, "<p>Aims &amp; goals</p>");
     // 2027-01-12 09:00 London (GMT) and 2027-01-14 17:00.
     assert_eq!(c.startdate, 1799744400);
     assert_eq!(c.enddate, 1799946000);
-    assert_eq!(c.visible, 1);
+    assert!(c.visible);
     insta::assert_yaml_snapshot!("course_saved_requests", requests(&app));
 
     let wb = app.wait_writebacks(1, Duration::from_secs(10)).await;
@@ -70,9 +70,12 @@ async fn course_saved_creates_a_course_and_writes_its_id_back() {
 #[tokio::test]
 async fn a_course_already_in_moodle_is_linked_by_idnumber_not_created_again() {
     let app = spawn_app().await;
-    let existing =
-        app.moodle
-            .add_course("First Aid at Work", "FA-OLD", 5, Some("apit-course-C1001"));
+    let existing = seed_course(
+        &app.moodle,
+        "First Aid at Work",
+        "FA-OLD",
+        Some("apit-course-C1001"),
+    );
     let out = run(
         &app,
         "course-saved",
@@ -87,7 +90,7 @@ async fn a_course_already_in_moodle_is_linked_by_idnumber_not_created_again() {
 #[tokio::test]
 async fn a_given_moodle_id_links_to_that_course_or_fails_naming_it() {
     let app = spawn_app().await;
-    let existing = app.moodle.add_course("Their course", "THEIRS", 5, None);
+    let existing = seed_course(&app.moodle, "Their course", "THEIRS", None);
     let mut body = course_saved("C1001", "First Aid");
     body["course"]["moodle_id"] = json!(existing.to_string());
     let out = run(&app, "course-saved", &body).await;
@@ -155,7 +158,7 @@ async fn course_date_changed_sends_both_dates() {
 #[tokio::test]
 async fn elearning_uses_the_template_course_and_never_creates_one() {
     let app = spawn_app().await;
-    let template_course = app.moodle.add_course("eLearning: GDPR", "GDPR", 5, None);
+    let template_course = seed_course(&app.moodle, "eLearning: GDPR", "GDPR", None);
     let mut saved = json!({"course": {"id": "C3003", "label": "GDPR online", "type": "elearning",
         "template": {"id": "T9", "moodle_id": template_course}}});
     let out = run(&app, "course-saved", &saved).await;
@@ -219,7 +222,7 @@ async fn a_booking_creates_course_user_and_enrolment_and_writes_ids_back() {
 #[tokio::test]
 async fn an_existing_moodle_user_is_matched_by_email_only_when_unique() {
     let app = spawn_app().await;
-    let ada = app.moodle.add_user("ada", "ada@example.com", None);
+    let ada = seed_user(&app.moodle, "ada", "ada@example.com");
     let out = run(
         &app,
         "booking-created",
@@ -237,8 +240,7 @@ async fn a_username_taken_by_another_person_gets_a_suffix() {
         spawn_app_with(|t| t.replace("role_id = 5", "role_id = 5\nmatch_users_by_email = false"))
             .await;
     // Someone else already has the username ada@example.com (with another email).
-    app.moodle
-        .add_user("ada@example.com", "someone@else.org", None);
+    seed_user(&app.moodle, "ada@example.com", "someone@else.org");
     let out = run(
         &app,
         "booking-created",

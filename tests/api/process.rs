@@ -191,7 +191,12 @@ async fn a_killed_service_finishes_every_accepted_event_once_after_restart() {
     service.child.wait().unwrap();
     assert_no_secret_in(
         &log,
-        &[moodle.token(), WEBHOOK_SECRET, ADMIN_TOKEN, CALLBACK_TOKEN],
+        &[
+            moodle.token().as_str(),
+            WEBHOOK_SECRET,
+            ADMIN_TOKEN,
+            CALLBACK_TOKEN,
+        ],
     );
 }
 

@@ -105,9 +105,9 @@ async fn a_reset_connection_is_retried() {
 async fn a_create_that_worked_but_was_never_answered_is_not_repeated() {
     let app = spawn_app().await;
     app.moodle
-        .fail_next_call("core_course_create_courses", 1, Fault::AfterCommit503);
+        .fail_next_for("core_course_create_courses", 1, Fault::AfterCommit503);
     app.moodle
-        .fail_next_call("core_user_create_users", 1, Fault::AfterCommit503);
+        .fail_next_for("core_user_create_users", 1, Fault::AfterCommit503);
     let a = app
         .post_event(
             "booking-created",
@@ -231,7 +231,7 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
     everything += &app.admin_get("/v1/jobs").await.body.to_string();
     everything += &app.get("/v1/jobs").await.body.to_string();
     for secret in [
-        app.moodle.token(),
+        app.moodle.token().as_str(),
         WEBHOOK_SECRET,
         ADMIN_TOKEN,
         CALLBACK_TOKEN,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub use callback_receiver::CallbackReceiver;
-pub use fake_moodle::{FakeMoodle, Fault};
+pub use fake_moodle::{CourseSeed, FakeMoodle, Fault, UserSeed};
 
 pub const TENANT: &str = "acme";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-4f1c";
@@ -134,7 +134,9 @@ pub async fn start(
 ) -> TestApp {
     let toml = edit(test_config(&db.url, &moodle, &callbacks));
     let config = Config::from_toml(&toml).expect("test configuration is valid");
-    let store = store::connect(&config.database_url).await.expect("store opens");
+    let store = store::connect(&config.database_url)
+        .await
+        .expect("store opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -241,7 +243,14 @@ impl TestApp {
 
     /// A GET without credentials.
     pub async fn get(&self, path: &str) -> Answer {
-        Answer::from_response(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+        Answer::from_response(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// The job's detail view.
@@ -301,7 +310,10 @@ impl TestApp {
                 return got;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("only {} of {n} write-backs after {timeout:?}: {got:?}", got.len());
+                panic!(
+                    "only {} of {n} write-backs after {timeout:?}: {got:?}",
+                    got.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -352,4 +364,22 @@ pub fn booking(booking_id: &str, course_id: &str, user_id: &str, email: &str) ->
             "email": email
         }
     })
+}
+
+/// Seeds a course in Moodle; returns its id.
+pub fn seed_course(
+    moodle: &FakeMoodle,
+    fullname: &str,
+    shortname: &str,
+    idnumber: Option<&str>,
+) -> i64 {
+    let mut seed = CourseSeed::new(shortname);
+    seed.fullname = fullname.into();
+    seed.idnumber = idnumber.unwrap_or_default().into();
+    moodle.add_course(seed)
+}
+
+/// Seeds a user in Moodle; returns its id.
+pub fn seed_user(moodle: &FakeMoodle, username: &str, email: &str) -> i64 {
+    moodle.add_user(UserSeed::new(username, email))
 }
