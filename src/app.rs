@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use crate::callback::Outbox;
 use crate::config::{Config, LogFormat};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::retry::Policy;
 use crate::store::{self, Store};
 use crate::tenant::Tenants;
@@ -58,6 +59,7 @@ pub async fn run(
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = Policy::new(config.retry.clone());
+    let metrics = Arc::new(Metrics::new());
 
     let worker = Arc::new(Worker {
         store: store.clone(),
@@ -65,6 +67,7 @@ pub async fn run(
         policy: policy.clone(),
         config: config.worker.clone(),
         wake: wake.clone(),
+        metrics: metrics.clone(),
     });
     let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
     let outbox = Outbox {
@@ -73,6 +76,7 @@ pub async fn run(
         policy,
         lease: config.worker.lease,
         poll_interval: config.worker.poll_interval,
+        metrics: metrics.clone(),
     };
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
 
@@ -82,6 +86,7 @@ pub async fn run(
         admin_token: config.admin_token.clone(),
         draining: draining.clone(),
         wake,
+        metrics,
     };
     let app = http::router(state);
     let addr = listener.local_addr()?;

@@ -4,6 +4,7 @@ pub mod callback;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod moodle;
 pub mod retry;
 pub mod store;

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::config::WorkerConfig;
 use crate::events::Event;
+use crate::metrics::Metrics;
 use crate::moodle::{CallRecord, ErrorClass};
 use crate::retry::{Next, Pace, Policy};
 use crate::store::{Finish, Job, JobStatus, Store};
@@ -36,6 +37,7 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Signalled when a job is admitted, so it starts without waiting for the poll.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -115,6 +117,7 @@ impl Worker {
             heartbeat.abort();
             let finish = self.decide(&job, outcome, result);
             let status = finish.status;
+            self.metrics.job_attempt(&job.kind, status, started.elapsed().as_secs_f64(), &finish.calls);
             match self.store.finish(job.id, job.attempts, Utc::now(), finish).await {
                 Ok(true) => tracing::debug!(status = status.as_str(), ms = started.elapsed().as_millis() as u64, "job attempt finished"),
                 Ok(false) => tracing::warn!("the job's lease was lost while it ran; another worker took it over"),

@@ -1,6 +1,7 @@
 //! The outbox loop: delivers queued write-backs, each with its own retries, so
 //! a callback outage never repeats Moodle work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -8,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
 use crate::retry::{Next, Policy};
 use crate::store::{Store, Writeback, WritebackFinish, WritebackStatus};
 use crate::tenant::Tenants;
@@ -17,11 +19,12 @@ const BATCH: u32 = 16;
 
 /// Delivers write-backs until shut down.
 pub struct Outbox {
-    pub store: std::sync::Arc<dyn Store>,
+    pub store: Arc<dyn Store>,
     pub tenants: Tenants,
     pub policy: Policy,
     pub lease: Duration,
     pub poll_interval: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Outbox {
@@ -48,9 +51,11 @@ impl Outbox {
                 let store = self.store.clone();
                 let tenants = self.tenants.clone();
                 let policy = self.policy.clone();
+                let metrics = self.metrics.clone();
                 let span = tracing::info_span!("writeback", tenant = %wb.tenant, entity = %wb.entity, apit_id = %wb.apit_id, attempt = wb.attempts);
                 deliveries.spawn(
-                    async move { deliver(&*store, &tenants, &policy, wb).await }.instrument(span),
+                    async move { deliver(&*store, &tenants, &policy, &metrics, wb).await }
+                        .instrument(span),
                 );
             }
             while deliveries.join_next().await.is_some() {}
@@ -65,7 +70,14 @@ impl Outbox {
     }
 }
 
-async fn deliver(store: &dyn Store, tenants: &Tenants, policy: &Policy, wb: Writeback) {
+async fn deliver(
+    store: &dyn Store,
+    tenants: &Tenants,
+    policy: &Policy,
+    metrics: &Metrics,
+    wb: Writeback,
+) {
+    let started = std::time::Instant::now();
     let result = match tenants.get(&wb.tenant).and_then(|t| t.callback.clone()) {
         Some(callback) => callback
             .deliver(&wb)
@@ -109,6 +121,12 @@ async fn deliver(store: &dyn Store, tenants: &Tenants, policy: &Policy, wb: Writ
             }
         }
     };
+    let outcome = match finish.status {
+        WritebackStatus::Delivered => "delivered",
+        WritebackStatus::Pending => "retry",
+        _ => "dead",
+    };
+    metrics.callback(&wb.entity, outcome, started.elapsed().as_secs_f64());
     if let Err(e) = store
         .finish_writeback(wb.id, wb.attempts, now, finish)
         .await

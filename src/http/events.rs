@@ -102,10 +102,10 @@ fn idempotency_key(headers: &HeaderMap, event: &Event) -> Result<Option<String>,
         Some(v) => {
             let key = v
                 .to_str()
-                .map_err(|_| Problem::bad_query("Idempotency-Key must be visible ASCII"))?
+                .map_err(|_| Problem::bad_header("Idempotency-Key must be visible ASCII"))?
                 .trim();
             if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX {
-                return Err(Problem::bad_query(format!(
+                return Err(Problem::bad_header(format!(
                     "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters"
                 )));
             }
@@ -116,14 +116,44 @@ fn idempotency_key(headers: &HeaderMap, event: &Event) -> Result<Option<String>,
     Ok(from_header.or_else(|| event.event_id.clone()))
 }
 
-/// The handler.
+/// The handler: the work, then one count per request in the metrics.
 pub async fn receive(
     State(state): State<AppState>,
     Path((tenant_name, kind)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Problem> {
+) -> Response {
+    // Label values only from what is configured or known, never as sent.
+    let tenant_label = if state.tenants.get(&tenant_name).is_some() {
+        tenant_name.clone()
+    } else {
+        "unknown".to_string()
+    };
+    let kind_label = EventKind::parse(&kind).map_or("unknown", EventKind::as_str);
+    let metrics = state.metrics.clone();
+    let (outcome, response) = match accept(state, tenant_name, kind, query, headers, body).await {
+        Ok((outcome, response)) => (outcome, response),
+        Err(problem) => ("rejected", problem.into_response()),
+    };
+    metrics.event(
+        &tenant_label,
+        kind_label,
+        outcome,
+        response.status().as_u16(),
+    );
+    response
+}
+
+/// Authenticates, validates and admits one event; the outcome names what happened.
+async fn accept(
+    state: AppState,
+    tenant_name: String,
+    kind: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(&'static str, Response), Problem> {
     let tenant = state
         .tenants
         .get(&tenant_name)
@@ -168,6 +198,11 @@ pub async fn receive(
         body_hash: event.body_hash(),
     };
     let admission = state.store.admit(job, query.force, Utc::now()).await?;
+    let outcome = match &admission {
+        Admission::Created(_) => "accepted",
+        Admission::Requeued(_) => "requeued",
+        Admission::Existing(_) => "duplicate",
+    };
     let job = match admission {
         Admission::Created(job) | Admission::Requeued(job) => {
             state.wake.notify_one();
@@ -184,7 +219,7 @@ pub async fn receive(
     } else {
         wait_for(&state, job, query.wait).await?
     };
-    Ok(answer(&job))
+    Ok((outcome, answer(&job)))
 }
 
 /// Polls the job until it is final or `wait` has passed.

@@ -38,3 +38,23 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         ),
     }
 }
+
+/// `GET /metrics`: Prometheus text format; queue gauges are read from the store now.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let stats = match state.store.queue_stats().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: queue figures unavailable");
+            Vec::new()
+        }
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&stats, chrono::Utc::now()),
+    )
+        .into_response()
+}

@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::config::Secret;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tenant::Tenants;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Wakes the worker when a job is admitted.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The router with its middleware: request ids, one span per request, timeout.
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new_status(

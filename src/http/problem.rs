@@ -49,6 +49,16 @@ impl Problem {
         )
     }
 
+    /// 400: a bad request header.
+    pub fn bad_header(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-header",
+            "Invalid request header",
+            detail,
+        )
+    }
+
     /// 400: a bad query parameter.
     pub fn bad_query(detail: impl Into<String>) -> Self {
         Self::new(

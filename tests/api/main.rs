@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod ingest;
+mod metrics;
 mod moodle_steps;
 mod openapi;
 mod process;

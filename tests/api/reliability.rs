@@ -242,3 +242,40 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_service_runs_the_same_on_postgresql() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = start(
+        db,
+        FakeMoodle::start().await,
+        CallbackReceiver::start().await,
+        |t| t,
+    )
+    .await;
+    let body = booking("D555", "C1001", "U9", "ada@example.com");
+    let first = app.post_event("booking-created", &body, "?wait=10").await;
+    assert_eq!(first.body["status"], "succeeded", "{:?}", first.body);
+    let resend = app.post_event("booking-created", &body, "").await;
+    assert_eq!(resend.job_id(), first.job_id());
+    let mut sends = Vec::new();
+    for n in 0..8 {
+        let b = booking(
+            &format!("D{n}"),
+            &format!("C{}", n % 2),
+            "U7",
+            "grace@example.com",
+        );
+        let app = &app;
+        sends.push(async move { app.post_event("booking-created", &b, "").await });
+    }
+    futures::future::join_all(sends).await;
+    app.drain(Duration::from_secs(30)).await;
+    assert_eq!(app.moodle.users().len(), 2);
+    assert_eq!(app.moodle.courses().len(), 3);
+    assert_eq!(app.moodle.enrolments().len(), 9);
+    assert!(statuses(&app.jobs().await).iter().all(|s| s == "succeeded"));
+    app.wait_writebacks(5, Duration::from_secs(10)).await;
+}

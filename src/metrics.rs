@@ -1,0 +1,233 @@
+//! Prometheus metrics (text format at `/metrics`). Label values are bounded:
+//! tenant names come from the configuration, never from the URL as sent, and
+//! no job, course or user ID is ever a label.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::moodle::CallRecord;
+use crate::store::{JobStatus, QueueStat};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    tenant: String,
+    kind: String,
+    /// `accepted`, `duplicate`, `requeued` or `rejected`.
+    outcome: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    tenant: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobRunLabels {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    function: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallbackLabels {
+    entity: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntityLabels {
+    entity: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~82 s: Moodle calls range from a few ms to the 30 s timeout.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Every metric the service exports, in one registry per running service.
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    jobs: Family<JobLabels, Gauge>,
+    oldest_queued: Family<TenantLabels, Gauge<f64, AtomicU64>>,
+    job_duration: Family<JobRunLabels, Histogram, fn() -> Histogram>,
+    moodle_calls: Family<CallLabels, Counter>,
+    moodle_latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+    callbacks: Family<CallbackLabels, Counter>,
+    callback_latency: Family<EntityLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let events = Family::<EventLabels, Counter>::default();
+        let jobs = Family::<JobLabels, Gauge>::default();
+        let oldest_queued = Family::<TenantLabels, Gauge<f64, AtomicU64>>::default();
+        let job_duration: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let moodle_calls = Family::<CallLabels, Counter>::default();
+        let moodle_latency: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let callbacks = Family::<CallbackLabels, Counter>::default();
+        let callback_latency: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+
+        let mut registry = Registry::with_prefix("apit");
+        registry.register(
+            "events_received",
+            "Webhook events received, by tenant, kind, outcome and HTTP status",
+            events.clone(),
+        );
+        registry.register("jobs", "Jobs by tenant and status", jobs.clone());
+        registry.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest queued job per tenant",
+            oldest_queued.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Duration of job attempts, by kind and resulting status",
+            job_duration.clone(),
+        );
+        registry.register(
+            "moodle_calls",
+            "Moodle web-service calls by function and outcome",
+            moodle_calls.clone(),
+        );
+        registry.register(
+            "moodle_call_duration_seconds",
+            "Latency of Moodle web-service calls by function",
+            moodle_latency.clone(),
+        );
+        registry.register(
+            "callback_calls",
+            "Write-back deliveries by entity and outcome",
+            callbacks.clone(),
+        );
+        registry.register(
+            "callback_duration_seconds",
+            "Latency of write-back deliveries by entity",
+            callback_latency.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            jobs,
+            oldest_queued,
+            job_duration,
+            moodle_calls,
+            moodle_latency,
+            callbacks,
+            callback_latency,
+        }
+    }
+
+    /// Counts one webhook request. `tenant` and `kind` must already be bounded
+    /// (a configured tenant and a known kind, else `unknown`).
+    pub fn event(&self, tenant: &str, kind: &str, outcome: &str, status: u16) {
+        self.events
+            .get_or_create(&EventLabels {
+                tenant: tenant.into(),
+                kind: kind.into(),
+                outcome: outcome.into(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Records one finished job attempt and the Moodle calls it made.
+    pub fn job_attempt(&self, kind: &str, status: JobStatus, seconds: f64, calls: &[CallRecord]) {
+        self.job_duration
+            .get_or_create(&JobRunLabels {
+                kind: kind.into(),
+                status: status.as_str().into(),
+            })
+            .observe(seconds);
+        for call in calls {
+            self.moodle_calls
+                .get_or_create(&CallLabels {
+                    function: call.function.clone(),
+                    outcome: call.outcome.clone(),
+                })
+                .inc();
+            self.moodle_latency
+                .get_or_create(&FunctionLabels {
+                    function: call.function.clone(),
+                })
+                .observe(call.ms as f64 / 1000.0);
+        }
+    }
+
+    /// Records one write-back delivery (`delivered`, `retry` or `dead`).
+    pub fn callback(&self, entity: &str, outcome: &str, seconds: f64) {
+        self.callbacks
+            .get_or_create(&CallbackLabels {
+                entity: entity.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.callback_latency
+            .get_or_create(&EntityLabels {
+                entity: entity.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// The text exposition, with queue gauges set from `stats` (read at scrape time).
+    pub fn render(&self, stats: &[QueueStat], now: chrono::DateTime<chrono::Utc>) -> String {
+        self.jobs.clear();
+        self.oldest_queued.clear();
+        for s in stats {
+            self.jobs
+                .get_or_create(&JobLabels {
+                    tenant: s.tenant.clone(),
+                    status: s.status.as_str().into(),
+                })
+                .set(s.count as i64);
+            if s.status == JobStatus::Queued {
+                let age = s
+                    .oldest
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                self.oldest_queued
+                    .get_or_create(&TenantLabels {
+                        tenant: s.tenant.clone(),
+                    })
+                    .set(age);
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
