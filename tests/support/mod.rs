@@ -283,6 +283,7 @@ impl TestApp {
             let mut busy = 0;
             for status in ["queued", "running"] {
                 let page = self.admin_get(&format!("/v1/jobs?status={status}")).await;
+                assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
                 busy += page.body["jobs"].as_array().map_or(0, Vec::len);
             }
             if busy == 0 {
@@ -298,6 +299,7 @@ impl TestApp {
     /// Every job, newest first.
     pub async fn jobs(&self) -> Vec<Value> {
         let page = self.admin_get("/v1/jobs?limit=500").await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
         page.body["jobs"].as_array().cloned().unwrap_or_default()
     }
 
