@@ -4,6 +4,7 @@ pub mod callback;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod jobs_cli;
 pub mod metrics;
 pub mod moodle;
 pub mod retry;

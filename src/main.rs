@@ -1,11 +1,13 @@
-//! CLI entry: `serve` (default); more commands arrive with their issues.
+//! CLI entry: `serve` (the default) and `jobs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use apit_moodle_sync::{app, config::Config};
+use apit_moodle_sync::app;
+use apit_moodle_sync::config::{Config, Secret};
+use apit_moodle_sync::jobs_cli::{self, AdminClient, ListFilter};
 
 /// Keeps Moodle in step with accessplanit.
 #[derive(Parser)]
@@ -22,17 +24,79 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP API, worker and write-backs (the default).
     Serve,
+    /// Inspect and retry jobs of a running service through its admin API.
+    Jobs(JobsArgs),
+}
+
+#[derive(Args)]
+struct JobsArgs {
+    /// The service's address.
+    #[arg(long, env = "APIT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A file holding the admin token (else APIT_ADMIN_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(Args)]
+struct Filter {
+    #[arg(long)]
+    tenant: Option<String>,
+    /// queued, running, succeeded, skipped, failed or dead.
+    #[arg(long)]
+    status: Option<String>,
+    /// course-saved, course-date-changed, booking-created, booking-cancelled.
+    #[arg(long)]
+    kind: Option<String>,
+    /// An accessplanit booking, user or course ID the job mentions.
+    #[arg(long = "ref", value_name = "ID")]
+    reference: Option<String>,
+}
+
+impl From<Filter> for ListFilter {
+    fn from(f: Filter) -> Self {
+        ListFilter {
+            tenant: f.tenant,
+            status: f.status,
+            kind: f.kind,
+            reference: f.reference,
+            limit: None,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// At most this many (0 = all).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a job: its event, every attempt with its Moodle calls, the error and fix.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue a failed or dead job, or every job matching --status (and filters).
+    Retry {
+        /// The job to retry (or use --status for a bulk retry).
+        id: Option<String>,
+        #[command(flatten)]
+        filter: Filter,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("apit-moodle-sync: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -41,17 +105,88 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            app::init_tracing(config.log_format);
-            runtime.block_on(app::serve(config))
-        }
+        Command::Serve => match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                app::init_tracing(config.log_format);
+                runtime.block_on(app::serve(config))
+            }
+            Err(e) => {
+                eprintln!("apit-moodle-sync: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Jobs(args) => runtime.block_on(jobs(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("apit-moodle-sync: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The admin token: `--admin-token-file`, else `APIT_ADMIN_TOKEN`.
+fn admin_token(file: Option<&PathBuf>) -> anyhow::Result<Secret> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        return Ok(Secret::new(text.trim()));
+    }
+    std::env::var("APIT_ADMIN_TOKEN")
+        .map(Secret::new)
+        .map_err(|_| {
+            anyhow::anyhow!("give the admin token with --admin-token-file or APIT_ADMIN_TOKEN")
+        })
+}
+
+async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.url, admin_token(args.admin_token_file.as_ref())?);
+    match args.command {
+        JobsCommand::List {
+            filter,
+            limit,
+            json,
+        } => {
+            let filter = ListFilter {
+                limit: (limit > 0).then_some(limit),
+                ..filter.into()
+            };
+            let jobs = client.list(&filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                print!("{}", jobs_cli::render_list(&jobs));
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = client.show(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                print!("{}", jobs_cli::render_show(&job));
+            }
+        }
+        JobsCommand::Retry { id: Some(id), .. } => {
+            let job = client.retry(&id).await?;
+            println!("job {id} is {}", job["status"].as_str().unwrap_or("queued"));
+        }
+        JobsCommand::Retry { id: None, filter } => {
+            let filter: ListFilter = filter.into();
+            if !matches!(filter.status.as_deref(), Some("failed" | "dead")) {
+                anyhow::bail!("give a job id, or --status failed|dead for a bulk retry");
+            }
+            let jobs = client.list(&filter).await?;
+            let mut requeued = 0;
+            for job in &jobs {
+                let id = job["job_id"].as_str().unwrap_or_default();
+                match client.retry(id).await {
+                    Ok(_) => requeued += 1,
+                    Err(e) => eprintln!("job {id}: {e}"),
+                }
+            }
+            println!("re-queued {requeued} of {} job(s)", jobs.len());
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod ingest;
+mod jobs_cli;
 mod metrics;
 mod moodle_steps;
 mod openapi;
