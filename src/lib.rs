@@ -5,6 +5,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod moodle;
+pub mod poller;
 pub mod retry;
 pub mod store;
 pub mod sync;
