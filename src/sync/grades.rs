@@ -147,6 +147,14 @@ impl From<Option<Completion>> for CourseCompletion {
     }
 }
 
+/// "1 delegate", "3 delegates".
+fn plural(n: u32, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// Two decimals, as Moodle's gradebook shows by default; also keeps float noise
 /// (72.33333000001) from looking like a change.
 fn round2(x: f64) -> f64 {
@@ -167,7 +175,7 @@ enum Reading {
 /// that stopped the course.
 struct CourseRead {
     course_id: i64,
-    delegates: usize,
+    delegates: u32,
     result: Result<Vec<(EnrolmentRecord, Reading)>, MoodleError>,
 }
 
@@ -259,7 +267,10 @@ impl Pass<'_, '_> {
             Ok(readings) => readings,
             Err(e) if matches!(e.class(), ErrorClass::Data | ErrorClass::Conflict) => {
                 // This course only (deleted in Moodle?): the other courses still count.
-                let error = format!("course {course_id} ({delegates} delegates not read): {e}");
+                let error = format!(
+                    "course {course_id} ({} not read): {e}",
+                    plural(delegates, "delegate")
+                );
                 self.steps.push(error.clone());
                 self.summary.errors.push(error);
                 return Ok(());
@@ -320,8 +331,9 @@ impl Pass<'_, '_> {
         self.summary.unchanged += unchanged;
         self.summary.no_grade += no_grade;
         self.steps.push(format!(
-            "course {course_id}: {delegates} delegates, {written} scores written, \
-             {unchanged} unchanged, {no_grade} without a grade"
+            "course {course_id}: {}, {} written, {unchanged} unchanged, {no_grade} without a grade",
+            plural(delegates, "delegate"),
+            plural(written, "score"),
         ));
         Ok(())
     }
@@ -336,7 +348,7 @@ async fn read_course(
     completion: bool,
     limit: usize,
 ) -> CourseRead {
-    let count = delegates.len();
+    let count = delegates.len() as u32;
     let result: Result<_, MoodleError> = async {
         let totals: HashMap<i64, CourseTotal> = moodle
             .course_totals(course_id)
