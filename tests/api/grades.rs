@@ -98,7 +98,21 @@ fn expected(booking: &str, user: i64, course: i64, score: f64, max: f64, percent
 
 #[tokio::test]
 async fn one_pass_writes_each_score_once_and_a_second_pass_writes_nothing() {
-    let app = spawn_app().await;
+    write_once_then_nothing(TestDb::sqlite()).await;
+}
+
+/// The same on PostgreSQL (its `jsonb` keeps the last score written).
+#[tokio::test]
+async fn one_pass_writes_each_score_once_and_a_second_pass_writes_nothing_on_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        write_once_then_nothing(db).await;
+    }
+}
+
+async fn write_once_then_nothing(db: TestDb) {
+    let moodle = FakeMoodle::start().await;
+    let callbacks = CallbackReceiver::start().await;
+    let app = start(db, moodle, callbacks, |t| t).await;
     let (c1, u1) = book(&app, "D1", "C1", "U1").await;
     let (_, u2) = book(&app, "D2", "C1", "U2").await;
     let (_, u3) = book(&app, "D3", "C1", "U3").await;
