@@ -159,6 +159,55 @@ mod tests {
         assert!(!due(Some(at("2027-01-12T11:29:00Z")), now, HOUR));
     }
 
+    /// The clock is injected: a day of ticks runs in milliseconds.
+    #[tokio::test]
+    async fn a_tick_starts_one_pass_per_window_and_never_doubles_one_under_way() {
+        use crate::store::{Finish, JobStatus};
+        let store = crate::store::connect("sqlite::memory:").await.unwrap();
+        let t0 = at("2027-01-12T10:00:10Z");
+        let tick_at = |tenant: &'static str, t: DateTime<Utc>| {
+            let store = store.clone();
+            async move { tick(&*store, tenant, HOUR, t).await.unwrap() }
+        };
+        let Some(Admission::Created(first)) = tick_at("acme", t0).await else {
+            panic!("the first tick starts a pass");
+        };
+        assert_eq!(first.event["trigger"], "schedule");
+        let half_hour = chrono::Duration::minutes(30);
+        assert!(
+            tick_at("acme", t0 + half_hour).await.is_none(),
+            "same window"
+        );
+        // The next window, while the pass is still queued: that pass, not another.
+        let hour = chrono::Duration::hours(1);
+        let Some(Admission::Existing(same)) = tick_at("acme", t0 + hour).await else {
+            panic!("a queued pass is returned");
+        };
+        assert_eq!(same.id, first.id);
+        let claimed = store
+            .claim(t0 + hour, Duration::from_secs(60), 1)
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].id, first.id);
+        let done = Finish {
+            status: JobStatus::Succeeded,
+            next_attempt_at: None,
+            error: None,
+            outcome: None,
+            calls: Vec::new(),
+        };
+        assert!(store.finish(first.id, 1, t0 + hour, done).await.unwrap());
+        let Some(Admission::Created(next)) = tick_at("acme", t0 + hour * 2).await else {
+            panic!("a finished pass is followed by a new one in the next window");
+        };
+        assert_ne!(next.id, first.id);
+        // Tenants are polled independently.
+        assert!(matches!(
+            tick_at("globex", t0 + hour * 2).await,
+            Some(Admission::Created(_))
+        ));
+    }
+
     #[test]
     fn ticks_one_interval_apart_each_start_a_pass() {
         // A poller that started at 10:59:59.9 ticks then and at 11:59:59.9: both due,
