@@ -1,4 +1,4 @@
-//! Wiring: store, tenants, HTTP server, worker and outbox side by side, with
+//! Wiring: store, tenants, HTTP server, worker, outbox and grades poller side by side, with
 //! graceful shutdown (readiness 503 → no new claims → in-flight jobs finish → exit).
 
 use std::future::Future;
@@ -13,6 +13,7 @@ use crate::callback::Outbox;
 use crate::config::{Config, LogFormat};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::poller::GradesPoller;
 use crate::retry::Policy;
 use crate::store::{self, Store};
 use crate::tenant::Tenants;
@@ -79,6 +80,12 @@ pub async fn run(
         metrics: metrics.clone(),
     };
     let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
+    let poller = GradesPoller {
+        store: store.clone(),
+        tenants: tenants.clone(),
+        wake: wake.clone(),
+    };
+    let poller_task = tokio::spawn(poller.run(stop_rx.clone()));
 
     let state = AppState {
         store,
@@ -111,6 +118,9 @@ pub async fn run(
     }
     if let Err(e) = outbox_task.await {
         tracing::error!(error = %e, "the outbox stopped abnormally");
+    }
+    if let Err(e) = poller_task.await {
+        tracing::error!(error = %e, "the grades poller stopped abnormally");
     }
     let _ = http_stop_tx.send(());
     server

@@ -525,6 +525,11 @@ impl Config {
                     "tenants.{name}.on_cancel = unenrol: Moodle deletes a cancelled delegate's grades in that course"
                 ));
             }
+            if !t.grades.poll_interval.is_zero() && t.callback.kind == CallbackKind::None {
+                out.push(format!(
+                    "tenants.{name}.grades.poll_interval is set but callback.kind is none: scores are not polled (there is nowhere to write them back)"
+                ));
+            }
         }
         out
     }

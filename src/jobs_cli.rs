@@ -269,7 +269,12 @@ mod tests {
             "last_error": "Moodle course 99999 does not exist\nsecond line"
         })];
         let out = render_list(&jobs);
-        assert!(out.contains("booking-created  failed"), "{out}");
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            &row[1..5],
+            ["acme", "booking-created", "failed", "1"],
+            "{out}"
+        );
         assert!(out.contains("Moodle course 99999 does not exist"));
         assert!(!out.contains("second line"));
         assert!(out.ends_with("1 job(s)\n"));

@@ -7,6 +7,7 @@ pub mod http;
 pub mod jobs_cli;
 pub mod metrics;
 pub mod moodle;
+pub mod poller;
 pub mod retry;
 pub mod store;
 pub mod sync;

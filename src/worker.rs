@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::moodle::{CallRecord, ErrorClass};
 use crate::retry::{Next, Pace, Policy};
 use crate::store::{Finish, Job, JobStatus, Store};
-use crate::sync::{self, Context, Disposition, Outcome, SyncError};
+use crate::sync::{self, Context, Disposition, Outcome, SyncError, grades};
 use crate::tenant::Tenants;
 
 /// What a job's `outcome` holds: the handler's outcome, the calls, the error.
@@ -164,14 +164,19 @@ impl Worker {
                 job.tenant, job.tenant
             )));
         };
-        let event: Event = match serde_json::from_value(job.event.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                return empty(SyncError {
-                    class: ErrorClass::Defect,
-                    message: format!("the stored event cannot be read: {e}"),
-                    retry_after: None,
-                });
+        // A grades pass has no event to read; everything else is a webhook event.
+        let event = if job.kind == grades::KIND {
+            None
+        } else {
+            match serde_json::from_value::<Event>(job.event.clone()) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    return empty(SyncError {
+                        class: ErrorClass::Defect,
+                        message: format!("the stored event cannot be read: {e}"),
+                        retry_after: None,
+                    });
+                }
             }
         };
         let session = tenant.moodle.session();
@@ -183,7 +188,10 @@ impl Worker {
             job_id: Some(job.id),
             now: Utc::now(),
         };
-        let (outcome, result) = sync::handle(&ctx, &event).await;
+        let (outcome, result) = match &event {
+            Some(event) => sync::handle(&ctx, event).await,
+            None => grades::sync(&ctx).await,
+        };
         let job_outcome = JobOutcome {
             outcome,
             calls: session.calls(),

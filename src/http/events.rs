@@ -4,27 +4,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{require_bearer, verify_signature};
-use super::jobs::{Accepted, JobView};
 use super::problem::Problem;
+use super::wait;
 use crate::events::{Event, EventKind, Rejection};
-use crate::store::{Admission, Job, NewJob};
+use crate::store::{Admission, NewJob};
 
 /// Bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 256 * 1024;
-/// The longest `?wait`.
-const MAX_WAIT: Duration = Duration::from_secs(30);
-/// How often a waiting request looks at its job (works across replicas).
-const WAIT_POLL: Duration = Duration::from_millis(20);
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 /// The query of an event request.
@@ -41,17 +36,7 @@ impl EventQuery {
         };
         for (key, value) in query {
             match key.as_str() {
-                "wait" => {
-                    let secs: f64 = value
-                        .trim()
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                        .ok_or_else(|| {
-                            Problem::bad_query("wait must be a number of seconds (at most 30)")
-                        })?;
-                    q.wait = Duration::from_secs_f64(secs).min(MAX_WAIT);
-                }
+                "wait" => q.wait = wait::parse(value)?,
                 "force" => {
                     q.force = match value.trim().to_ascii_lowercase().as_str() {
                         "" | "true" | "1" | "yes" => true,
@@ -214,33 +199,7 @@ async fn accept(
             job
         }
     };
-    let job = if query.wait.is_zero() || job.status.is_final() {
-        job
-    } else {
-        wait_for(&state, job, query.wait).await?
-    };
-    Ok((outcome, answer(&job)))
-}
-
-/// Polls the job until it is final or `wait` has passed.
-async fn wait_for(state: &AppState, mut job: Job, wait: Duration) -> Result<Job, Problem> {
-    let deadline = tokio::time::Instant::now() + wait;
-    while !job.status.is_final() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(WAIT_POLL).await;
-        if let Some(fresh) = state.store.job(job.id).await? {
-            job = fresh;
-        }
-    }
-    Ok(job)
-}
-
-/// 200 with the outcome for a finished job, else 202.
-fn answer(job: &Job) -> Response {
-    if job.status.is_final() {
-        (StatusCode::OK, Json(JobView::of(job))).into_response()
-    } else {
-        Accepted::of(job).into_response()
-    }
+    Ok((outcome, wait::answer(&state, job, query.wait).await?))
 }
 
 #[cfg(test)]

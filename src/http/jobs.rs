@@ -39,15 +39,24 @@ impl JobLinks {
 pub struct Accepted {
     pub job_id: Uuid,
     pub status: JobStatus,
+    /// Only on a job waiting to be retried: why its last attempt failed…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// …and when it runs again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub links: JobLinks,
 }
 
 impl Accepted {
     /// The 202 answer for a job.
     pub fn of(job: &Job) -> Self {
+        let retrying = job.status == JobStatus::Queued && job.last_error.is_some();
         Accepted {
             job_id: job.id,
             status: job.status,
+            last_error: job.last_error.clone().filter(|_| retrying),
+            next_attempt_at: job.next_attempt_at.filter(|_| retrying),
             links: JobLinks::of(job),
         }
     }
@@ -114,6 +123,9 @@ pub struct JobView {
     /// The Moodle calls of the last attempt.
     pub calls: Value,
     pub steps: Value,
+    /// Grades passes only: courses read, scores written, unchanged, errors….
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grades: Option<Value>,
     /// Detail only: the stored event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<Value>,
@@ -154,6 +166,7 @@ impl JobView {
             moodle: field("moodle", Value::Object(Default::default())),
             calls: field("calls", Value::Array(Vec::new())),
             steps: field("steps", Value::Array(Vec::new())),
+            grades: outcome.get("grades").cloned(),
             event: None,
             history: None,
             writebacks: None,

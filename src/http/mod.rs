@@ -2,9 +2,11 @@
 
 mod auth;
 mod events;
+mod grades;
 mod health;
 mod jobs;
 mod problem;
+mod wait;
 
 pub use auth::sign;
 pub use events::BODY_LIMIT;
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/tenants/{tenant}/events/{kind}", post(events::receive))
+        .route("/v1/tenants/{tenant}/grades/sync", post(grades::sync))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))

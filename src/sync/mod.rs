@@ -6,13 +6,14 @@
 
 mod booking;
 mod course;
+pub mod grades;
 mod user;
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::config::{CallbackKind, TenantConfig};
@@ -50,6 +51,9 @@ pub struct Outcome {
     pub steps: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// What a grades pass read and wrote (grades-sync jobs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grades: Option<grades::GradesSummary>,
 }
 
 impl Outcome {
@@ -188,34 +192,48 @@ pub(crate) struct Run<'c, 'a> {
 impl Run<'_, '_> {
     /// Queues a write-back of a Moodle ID accessplanit does not have yet.
     async fn write_back(&mut self, entity: &str, apit_id: &str, moodle_id: i64) -> Step<()> {
-        if self.ctx.config.callback.kind == CallbackKind::None {
-            return Ok(());
-        }
-        let payload = json!({
-            "tenant": self.ctx.tenant,
-            "entity": entity,
-            "accessplanit_id": apit_id,
-            "moodle_id": moodle_id,
-        });
-        let queued = self
-            .ctx
-            .store
-            .enqueue_writeback(
-                NewWriteback {
-                    job_id: self.ctx.job_id,
-                    tenant: self.ctx.tenant.to_string(),
-                    entity: entity.to_string(),
-                    apit_id: apit_id.to_string(),
-                    payload,
-                },
-                self.ctx.now,
-            )
-            .await?;
-        if queued {
+        if queue_write_back(self.ctx, entity, apit_id, moodle_id, Map::new()).await? {
             self.outcome.step(format!(
                 "write-back queued: {entity} {apit_id} → {moodle_id}"
             ));
         }
         Ok(())
     }
+}
+
+/// Queues a write-back of `{tenant, entity, accessplanit_id, moodle_id}` plus `extra`
+/// fields (a delegate's score). True when queued; false when the tenant writes
+/// nothing back, or when the newest write-back of the entity already carries this
+/// payload (a re-run job does not send it twice).
+pub(crate) async fn queue_write_back(
+    ctx: &Context<'_>,
+    entity: &str,
+    apit_id: &str,
+    moodle_id: i64,
+    extra: Map<String, Value>,
+) -> Result<bool, StoreError> {
+    if ctx.config.callback.kind == CallbackKind::None {
+        return Ok(false);
+    }
+    let mut payload = json!({
+        "tenant": ctx.tenant,
+        "entity": entity,
+        "accessplanit_id": apit_id,
+        "moodle_id": moodle_id,
+    });
+    if let Value::Object(fields) = &mut payload {
+        fields.extend(extra);
+    }
+    ctx.store
+        .enqueue_writeback(
+            NewWriteback {
+                job_id: ctx.job_id,
+                tenant: ctx.tenant.to_string(),
+                entity: entity.to_string(),
+                apit_id: apit_id.to_string(),
+                payload,
+            },
+            ctx.now,
+        )
+        .await
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod grades;
 mod ingest;
 mod jobs_cli;
 mod metrics;
