@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod check;
 mod ingest;
 mod moodle_steps;
 mod openapi;
