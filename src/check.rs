@@ -209,21 +209,25 @@ fn fail(id: &'static str, name: impl Into<String>, detail: String, fix: String) 
     }
 }
 
-/// A failed Moodle call as a row: the error's own line and its fix from the error table,
-/// or `otherwise` when the table has none (transient problems).
-fn failed_call(
-    id: &'static str,
-    name: impl Into<String>,
-    e: &MoodleError,
-    otherwise: &str,
-) -> CheckRow {
-    fail(
-        id,
-        name,
-        e.what(),
-        e.fix().unwrap_or_else(|| otherwise.to_owned()),
-    )
+/// A failed Moodle call as a row: the error's own line and its fix from the error table.
+/// The table gives fixes for configuration problems only; a transient one gets advice
+/// here (the service itself would just retry it).
+fn failed_call(id: &'static str, name: impl Into<String>, e: &MoodleError) -> CheckRow {
+    let fix = e.fix().unwrap_or_else(|| {
+        if e.errorcode() == Some("sitemaintenance") {
+            MAINTENANCE.to_owned()
+        } else {
+            TRY_LATER.to_owned()
+        }
+    });
+    fail(id, name, e.what(), fix)
 }
+
+const TRY_LATER: &str = "Moodle or a proxy in front of it is failing: run the check again \
+     later, and if it persists ask the Moodle host to check the web server's error log";
+
+const MAINTENANCE: &str = "run the check again once Moodle leaves maintenance mode (Site \
+     administration › Server › Maintenance mode)";
 
 const SITE: &str = "Moodle site";
 const TOKEN: &str = "token";
@@ -258,9 +262,6 @@ fn role_name(config: &TenantConfig) -> String {
     format!("enrolment role {}", config.role_id)
 }
 
-const TRY_LATER: &str = "Moodle or a proxy in front of it is failing: run the check again \
-     later, and if it persists ask the Moodle host to check the web server's error log";
-
 async fn moodle_rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow> {
     let endpoint = format!("{}/webservice/rest/server.php", config.moodle_url);
     let info = match moodle.site_info().await {
@@ -269,7 +270,7 @@ async fn moodle_rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow
             // Moodle's own error envelope: the site answers, the token is the problem.
             let mut rows = vec![
                 pass("site", SITE, format!("{endpoint} answers as Moodle")),
-                failed_call("token", TOKEN, &e, TRY_LATER),
+                failed_call("token", TOKEN, &e),
             ];
             rows.extend(not_run(dependents(config), "the token was refused"));
             return rows;
@@ -383,7 +384,7 @@ fn site_failure(config: &TenantConfig, endpoint: &str, e: &MoodleError) -> Check
              (DNS, firewall, proxy)"
                 .into(),
         ),
-        _ => failed_call("site", SITE, e, TRY_LATER),
+        _ => failed_call("site", SITE, e),
     }
 }
 
@@ -460,11 +461,11 @@ async fn category_row(config: &TenantConfig, moodle: &dyn Moodle, info: &SiteInf
             name,
             format!(
                 "category {id} exists and the integration user may create courses in it \
-                 (Moodle refused a blank-named probe course after checking both; nothing was \
-                 created)"
+                 (Moodle checked both, then refused a probe course with blank names; nothing \
+                 was created)"
             ),
         ),
-        Err(e) => failed_call("category", name, &e, TRY_LATER),
+        Err(e) => failed_call("category", name, &e),
         Ok(course) => fail(
             "category",
             name,
@@ -504,7 +505,7 @@ async fn role_row(config: &TenantConfig, moodle: &dyn Moodle, info: &SiteInfo) -
                  enrolled)"
             ),
         ),
-        Err(e) => failed_call("role", name, &e, TRY_LATER),
+        Err(e) => failed_call("role", name, &e),
         Ok(()) => pass(
             "role",
             name,
@@ -547,7 +548,7 @@ async fn user_rows(moodle: &dyn Moodle, info: &SiteInfo) -> Vec<CheckRow> {
             }
             Err(e) => {
                 return vec![
-                    failed_call("users_idnumber", USERS_IDNUMBER, &e, TRY_LATER),
+                    failed_call("users_idnumber", USERS_IDNUMBER, &e),
                     row(
                         "users_email",
                         USERS_EMAIL,

@@ -358,6 +358,46 @@ async fn a_role_that_cannot_be_assigned_fails_with_the_role_fix() {
 }
 
 #[tokio::test]
+async fn the_probes_also_catch_missing_capabilities() {
+    let (moodle, receiver) = fixtures().await;
+    moodle.lack_capability("moodle/course:create");
+    moodle.lack_capability("enrol/manual:enrol");
+    let run = Setup::new(&moodle, &receiver, |t| t).check(&[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.row("course category 5")
+            .contains("the integration user lacks a capability"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.fix("course category 5")
+            .contains("(moodle/course:create) at system level"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.fix("enrolment role 5")
+            .contains("enrol/manual:enrol, moodle/role:assign"),
+        "{}",
+        run.stdout
+    );
+
+    moodle.set_site_maintenance(true);
+    let run = Setup::new(&moodle, &receiver, |t| t).check(&[]).await;
+    assert!(
+        run.row("token").contains("maintenance mode"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.fix("token").contains("leaves maintenance mode"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
 async fn hidden_user_details_fail_with_the_capability_to_grant() {
     let (moodle, receiver) = fixtures().await;
     moodle.lack_capability("moodle/user:viewalldetails");
@@ -647,4 +687,94 @@ async fn the_admin_endpoint_answers_the_report() {
     assert_eq!(unknown.content_type, "application/problem+json");
     // Readiness stays about the store.
     assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_accessplanit_api_is_asked_for_a_token_or_read_with_the_key() {
+    let (moodle, receiver) = fixtures().await;
+    let accessplanit = |url: String, credentials: &'static str, fields: &'static str| {
+        move |t: String| {
+            let cut = t.find(&format!("[tenants.{TENANT}.callback]")).unwrap();
+            format!(
+                "{}[tenants.{TENANT}.callback]\nkind = \"accessplanit\"\nurl = \"{url}/accessplan\"\n{credentials}\n{fields}\n",
+                &t[..cut]
+            )
+        }
+    };
+    let password = "username = \"apit\"\npassword = \"pw\"";
+    let fields = "course_field = \"MoodleCourseID\"\ntemplate_field = \"MoodleTemplateID\"";
+
+    let issuing = fixed_answer(
+        200,
+        "application/json",
+        r#"{"access_token":"t","expires_in":3600}"#,
+    )
+    .await;
+    let run = Setup::new(
+        &moodle,
+        &receiver,
+        accessplanit(issuing.clone(), password, fields),
+    )
+    .check(&[])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.row("write-back")
+            .contains("a token was issued for apit"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.row("write-back fields")
+            .contains("course_field = MoodleCourseID, template_field = MoodleTemplateID"),
+        "{}",
+        run.stdout
+    );
+
+    let refusing = fixed_answer(401, "application/json", "{}").await;
+    let run = Setup::new(
+        &moodle,
+        &receiver,
+        accessplanit(refusing.clone(), password, ""),
+    )
+    .check(&[])
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.row("write-back")
+            .contains("the accessplanit API refused the callback username/password (HTTP 401)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.fix("write-back")
+            .starts_with("set callback.username and callback.password")
+    );
+    assert!(
+        run.row("write-back fields")
+            .contains("callback.course_field, callback.template_field not set"),
+        "{}",
+        run.stdout
+    );
+
+    let key = "bearer_token = \"key\"";
+    let run = Setup::new(&moodle, &receiver, accessplanit(issuing, key, fields))
+        .check(&[])
+        .await;
+    assert!(
+        run.row("write-back")
+            .contains("the API key read a User (HTTP 200)"),
+        "{}",
+        run.stdout
+    );
+    let run = Setup::new(&moodle, &receiver, accessplanit(refusing, key, fields))
+        .check(&[])
+        .await;
+    assert!(
+        run.row("write-back")
+            .contains("the accessplanit API refused the API key (HTTP 401)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.fix("write-back").starts_with("create an API key"));
 }
