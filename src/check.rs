@@ -281,7 +281,7 @@ async fn moodle_rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow
                 [("token", TOKEN.to_owned())]
                     .into_iter()
                     .chain(dependents(config)),
-                "Moodle did not answer",
+                "the Moodle site check failed",
             ));
             return rows;
         }
@@ -297,7 +297,11 @@ async fn moodle_rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow
             SITE,
             format!(
                 "{endpoint} answers as Moodle {version} (\"{}\")",
+                // Moodle's own text: kept to one line in the table.
                 info.sitename
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
         ),
         pass(

@@ -462,7 +462,10 @@ async fn moodle_down_is_one_clear_line() {
         "{}",
         run.stdout
     );
-    assert!(run.row("token").ends_with("not run: Moodle did not answer"));
+    assert!(
+        run.row("token")
+            .ends_with("not run: the Moodle site check failed")
+    );
     assert_eq!(run.stdout.matches('✗').count(), 1, "{}", run.stdout);
 }
 
@@ -515,7 +518,10 @@ async fn a_url_answering_html_is_reported_as_the_wrong_address() {
         "{}",
         run.stdout
     );
-    assert!(run.row("token").ends_with("not run: Moodle did not answer"));
+    assert!(
+        run.row("token")
+            .ends_with("not run: the Moodle site check failed")
+    );
 
     // A path under the site that is not Moodle's root: the fake's own 404 page.
     let sub = format!("{}/moodle", moodle.url());
