@@ -1,6 +1,7 @@
 //! apit-moodle-sync: keeps Moodle in step with accessplanit.
 pub mod app;
 pub mod callback;
+pub mod check;
 pub mod config;
 pub mod events;
 pub mod http;

@@ -1,13 +1,13 @@
-//! CLI entry: `serve` (the default) and `jobs`.
+//! CLI entry: `serve` (the default), `check` and `jobs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use apit_moodle_sync::app;
 use apit_moodle_sync::config::{Config, Secret};
 use apit_moodle_sync::jobs_cli::{self, AdminClient, ListFilter};
+use apit_moodle_sync::{app, check};
 
 /// Keeps Moodle in step with accessplanit.
 #[derive(Parser)]
@@ -24,9 +24,25 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP API, worker and write-backs (the default).
     Serve,
+    /// Preflight each tenant's Moodle and write-back target, changing nothing.
+    ///
+    /// Prints one row per check (✓ passed, ✗ failed with its fix, - not run, i info).
+    /// Exit status: 0 when every check passes, 1 when one fails, 2 when the
+    /// configuration cannot be used.
+    Check {
+        /// Only this tenant (its name in [tenants.<name>]).
+        #[arg(long, value_name = "T")]
+        tenant: Option<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and retry jobs of a running service through its admin API.
     Jobs(JobsArgs),
 }
+
+/// The configuration is unusable (also clap's own status for bad arguments).
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Args)]
 struct JobsArgs {
@@ -104,17 +120,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let load = |path: Option<&std::path::Path>| {
+        Config::load(path).map_err(|e| {
+            eprintln!("apit-moodle-sync: {e}");
+            ExitCode::from(EXIT_USAGE)
+        })
+    };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match Config::load(cli.config.as_deref()) {
-            Ok(config) => {
-                app::init_tracing(config.log_format);
-                runtime.block_on(app::serve(config))
-            }
-            Err(e) => {
-                eprintln!("apit-moodle-sync: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Command::Serve => {
+            let config = match load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            app::init_tracing(config.log_format);
+            runtime.block_on(app::serve(config))
+        }
+        // No tracing subscriber: the report is the whole output.
+        Command::Check { tenant, json } => {
+            let config = match load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            return match runtime.block_on(check::check_config(&config, tenant.as_deref())) {
+                Ok(summary) => {
+                    if json {
+                        match serde_json::to_string_pretty(&summary) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => {
+                                eprintln!("apit-moodle-sync: cannot encode the report: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    } else {
+                        print!("{summary}");
+                    }
+                    if summary.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("apit-moodle-sync: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
         Command::Jobs(args) => runtime.block_on(jobs(args)),
     };
     match result {

@@ -107,6 +107,47 @@ impl AccessplanitCallback {
         }
     }
 
+    /// The preflight's look at the API, writing nothing: with a username and password, a
+    /// token request (the grant itself is the proof); with an API key, a read of one
+    /// `User` id, since a key is only ever checked by using it.
+    pub async fn probe(&self) -> Result<String, CallbackError> {
+        if self.api_key.is_none() {
+            self.bearer().await?;
+            return Ok(format!(
+                "a token was issued for {}",
+                self.username.as_deref().unwrap_or_default()
+            ));
+        }
+        let key = self.bearer().await?;
+        let response = self
+            .http
+            .get(format!("{}/api/v2/User", self.base))
+            .query(&[("$select", "ID"), ("$top", "1")])
+            .bearer_auth(key.expose())
+            .send()
+            .await
+            .map_err(|e| CallbackError::probe_transport(TARGET, e))?;
+        let status = response.status();
+        match status.as_u16() {
+            200..=299 => Ok(format!(
+                "the API key read a User (HTTP {})",
+                status.as_u16()
+            )),
+            401 | 403 => Err(CallbackError::Configuration(format!(
+                "{TARGET} refused the API key (HTTP {})",
+                status.as_u16()
+            ))),
+            404 => Err(CallbackError::Configuration(format!(
+                "{TARGET} has no /api/v2/User at callback.url (HTTP 404)"
+            ))),
+            _ => Err(CallbackError::from_status(
+                TARGET,
+                status,
+                retry_after(response.headers()),
+            )),
+        }
+    }
+
     /// An API key, or a password-grant token renewed a minute before it expires.
     async fn bearer(&self) -> Result<Secret, CallbackError> {
         if let Some(key) = &self.api_key {

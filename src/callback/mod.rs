@@ -61,6 +61,22 @@ impl CallbackError {
         CallbackError::Transient(format!("{target} {what}"), None)
     }
 
+    /// A transport failure seen by the preflight, with its innermost cause ("Connection
+    /// refused", a certificate problem…), which an operator can act on; never the URL.
+    pub(crate) fn probe_transport(target: &str, e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        let what = if e.is_timeout() {
+            "did not answer in time".to_string()
+        } else {
+            let mut cause: &(dyn std::error::Error + 'static) = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!("could not be reached: {cause}")
+        };
+        CallbackError::Transient(format!("{target} {what}"), None)
+    }
+
     /// The retry pace, or `None` when the write-back should not be retried.
     pub fn pace(&self) -> Option<Pace> {
         match self {

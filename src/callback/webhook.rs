@@ -24,6 +24,34 @@ impl WebhookCallback {
     }
 }
 
+impl WebhookCallback {
+    /// The preflight's look at the URL: a `HEAD` with the bearer token, which a receiver
+    /// does not take for a write-back (those are POSTs). Any answer proves the URL
+    /// reachable (`Ok` names the status) except 401/403, the token refused
+    /// (`Configuration`), and 5xx, a failing receiver (`Transient`).
+    pub async fn probe(&self) -> Result<String, CallbackError> {
+        let mut request = self.http.head(&self.url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallbackError::probe_transport("the callback URL", e))?;
+        let status = response.status().as_u16();
+        match status {
+            401 | 403 => Err(CallbackError::Configuration(format!(
+                "the callback URL refused the bearer token (HEAD answered HTTP {status})"
+            ))),
+            500..=599 => Err(CallbackError::Transient(
+                format!("the callback URL is failing (HEAD answered HTTP {status})"),
+                None,
+            )),
+            _ => Ok(format!("HEAD answered HTTP {status}")),
+        }
+    }
+}
+
 #[async_trait]
 impl Callback for WebhookCallback {
     async fn deliver(&self, wb: &Writeback) -> Result<(), CallbackError> {

@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §2): axum routes, authentication, problem+json errors.
 
 mod auth;
+mod check;
 mod events;
 mod grades;
 mod health;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/tenants/{tenant}/check", get(check::tenant))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -213,6 +213,11 @@ impl MoodleClient {
                 ),
                 true,
             )
+        } else if error.is_connect() && in_tls_handshake(&error) {
+            (
+                format!("{}: {}", super::error::TLS_FAILED, root_cause(&error)),
+                false,
+            )
         } else if error.is_connect() {
             (format!("could not connect: {}", root_cause(&error)), false)
         } else {
@@ -247,6 +252,29 @@ fn is_loopback(url: &reqwest::Url) -> bool {
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a connect error came from the TLS handshake: rustls reports its failures (an
+/// untrusted or mismatched certificate, a peer that does not speak TLS) through
+/// tokio-rustls as `io::ErrorKind::InvalidData`, which the connector wraps in another
+/// `io::Error`; TCP failures (refused, unreachable, DNS) are other kinds.
+fn in_tls_handshake(error: &(dyn std::error::Error + 'static)) -> bool {
+    // `io::Error::source` skips a wrapped error, so wrapped io errors are opened by hand.
+    fn invalid_data(io: &std::io::Error) -> bool {
+        io.kind() == std::io::ErrorKind::InvalidData
+            || io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+                .is_some_and(invalid_data)
+    }
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(invalid_data) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The innermost cause ("Connection refused (os error 111)"), which is what an

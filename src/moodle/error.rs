@@ -142,6 +142,13 @@ impl MoodleError {
         }
     }
 
+    /// Whether the connection failed in the TLS handshake: a certificate the client does
+    /// not trust or issued for another name, or no TLS at that address. The client words
+    /// such transport failures with [`TLS_FAILED`]; their class stays transient.
+    pub fn is_tls_failure(&self) -> bool {
+        matches!(self, MoodleError::Transport { detail, .. } if detail.starts_with(TLS_FAILED))
+    }
+
     /// A server-requested delay (HTTP `Retry-After`), when given.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -356,6 +363,20 @@ impl MoodleError {
 
 impl fmt::Display for MoodleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = self.what();
+        if let Some(fix) = self.fix() {
+            line.push_str(". Fix: ");
+            line.push_str(&fix);
+        }
+        // One line whatever a caller put into the fields.
+        f.write_str(&line.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+impl MoodleError {
+    /// What happened, with Moodle's own words, on one line: the `Display` text without
+    /// its fix, for reports that show the fix apart (the preflight table).
+    pub fn what(&self) -> String {
         let case = self.case();
         let mut line = format!("{}: {}", self.function(), self.render(case.what));
         match self {
@@ -406,12 +427,7 @@ impl fmt::Display for MoodleError {
                 push_message(&mut line, message);
             }
         }
-        if let Some(fix) = self.fix() {
-            line.push_str(". Fix: ");
-            line.push_str(&fix);
-        }
-        // One line whatever a caller put into the fields.
-        f.write_str(&line.split_whitespace().collect::<Vec<_>>().join(" "))
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -526,6 +542,9 @@ fn number_after<'a>(message: &'a str, marker: &str) -> Option<&'a str> {
 }
 
 const ENROL: &str = "enrol_manual_enrol_users";
+
+/// How the client begins the detail of a transport failure in the TLS handshake.
+pub(crate) const TLS_FAILED: &str = "TLS handshake failed";
 
 /// The capabilities each function usually needs (moodle-ws.md §2 and §7), named in the
 /// fix for `nopermissions`.
@@ -656,6 +675,40 @@ const fn config_code(code: &'static str, what: &'static str, fix: &'static str) 
     config(On::Code(code), what, fix)
 }
 
+/// How a function gets into the token's External Service, in the administrator's words.
+/// A macro so that the `accessexception` row can extend the same literal with `concat!`.
+macro_rules! add_function_fix {
+    () => {
+        "add the function {function} to the External Service used by this token (Site \
+         administration › Server › Web services › External services › Functions)"
+    };
+}
+
+/// The fix for functions missing from the token's External Service (the preflight reads
+/// them from `core_webservice_get_site_info`, so no call has failed): the wording of the
+/// `accessexception` row without its list of other causes.
+pub fn fix_add_functions(functions: &[&str]) -> String {
+    let text = add_function_fix!();
+    match functions {
+        [one] => text.replace("{function}", one),
+        many => text.replace(
+            "the function {function}",
+            &format!("the functions {}", many.join(", ")),
+        ),
+    }
+}
+
+/// The fix for a capability the integration user's role lacks, worded as for
+/// `nopermissions`; `capabilities` names them, e.g. `moodle/user:viewalldetails`.
+pub fn fix_grant_capabilities(capabilities: &str) -> String {
+    CASES
+        .iter()
+        .find(|c| c.on == On::Code("nopermissions") && c.only.is_none())
+        .and_then(|c| c.fix)
+        .expect("CASES has a nopermissions row with a fix")
+        .replace("{capability}", capabilities)
+}
+
 const WWWROOT_FIX: &str = "moodle_url is not the site's wwwroot (it answered with a web page): set it \
      to the site address exactly as in Moodle's config.php ($CFG->wwwroot), scheme and \
      sub-directory included";
@@ -761,10 +814,11 @@ const CASES: &[Case] = &[
     config_code(
         "accessexception",
         "Moodle denied the token access to {function}",
-        "add the function {function} to the External Service used by this token (Site \
-         administration › Server › Web services › External services › Functions), and check \
-         the token user has webservice/rest:use; an expired or IP-restricted token, or a \
-         suspended integration user, gives the same error",
+        concat!(
+            add_function_fix!(),
+            ", and check the token user has webservice/rest:use; an expired or IP-restricted \
+             token, or a suspended integration user, gives the same error"
+        ),
     ),
     config_code(
         "nopermissions",
@@ -1379,6 +1433,30 @@ mod tests {
         );
         assert_eq!(ex(CC, "shortnametaken").fix(), None);
         assert_eq!(status(503).fix(), None);
+    }
+
+    #[test]
+    fn preflight_fixes_reuse_the_table_wording() {
+        assert_eq!(
+            fix_add_functions(&[ENROL]),
+            "add the function enrol_manual_enrol_users to the External Service used by this \
+             token (Site administration › Server › Web services › External services › Functions)"
+        );
+        assert!(
+            ex(ENROL, "accessexception")
+                .fix()
+                .unwrap()
+                .starts_with(&fix_add_functions(&[ENROL]))
+        );
+        assert!(
+            fix_add_functions(&["a_b", "c_d"])
+                .starts_with("add the functions a_b, c_d to the External Service")
+        );
+        assert_eq!(
+            fix_grant_capabilities("moodle/user:viewalldetails"),
+            "give the integration user's role moodle/user:viewalldetails at system level (Site \
+             administration › Users › Permissions › Define roles)"
+        );
     }
 
     #[test]

@@ -26,6 +26,29 @@ pub(crate) const UNENROL: &str = "enrol_manual_unenrol_users";
 pub(crate) const GRADE_ITEMS: &str = "gradereport_user_get_grade_items";
 pub(crate) const COMPLETION: &str = "core_completion_get_course_completion_status";
 
+/// Every function the service calls, for the preflight: the core set, plus the grade
+/// report when grades are polled and the completion status when completion is too.
+pub fn required_functions(grades: bool, completion: bool) -> Vec<&'static str> {
+    let mut out = vec![
+        SITE_INFO,
+        COURSES_BY_FIELD,
+        CREATE_COURSES,
+        UPDATE_COURSES,
+        USERS_BY_FIELD,
+        GET_USERS,
+        CREATE_USERS,
+        ENROL,
+        UNENROL,
+    ];
+    if grades {
+        out.push(GRADE_ITEMS);
+        if completion {
+            out.push(COMPLETION);
+        }
+    }
+    out
+}
+
 /// `summaryformat` for HTML summaries.
 const FORMAT_HTML: i64 = 1;
 
@@ -209,6 +232,7 @@ pub(crate) fn parse_site_info(function: &str, value: Value) -> Result<SiteInfo, 
         version: Option<String>,
         #[serde(default)]
         functions: Vec<Function>,
+        siteid: Option<i64>,
     }
     let a: Answer = shape(function, value)?;
     Ok(SiteInfo {
@@ -219,6 +243,7 @@ pub(crate) fn parse_site_info(function: &str, value: Value) -> Result<SiteInfo, 
         release: a.release,
         version: a.version,
         functions: a.functions.into_iter().map(|f| f.name).collect(),
+        siteid: a.siteid,
     })
 }
 
@@ -514,6 +539,7 @@ mod tests {
                     "core_course_create_courses".into(),
                     "enrol_manual_enrol_users".into(),
                 ],
+                siteid: Some(1),
             }
         );
     }

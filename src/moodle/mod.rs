@@ -15,7 +15,8 @@ mod tests;
 
 pub use client::{ClientBuildError, MoodleClient, MoodleSession};
 pub use encode::{FormObject, FormParams, FormValue};
-pub use error::{ErrorClass, MoodleError};
+pub use error::{ErrorClass, MoodleError, fix_add_functions, fix_grant_capabilities};
+pub use functions::required_functions;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -185,6 +186,8 @@ pub struct SiteInfo {
     pub version: Option<String>,
     /// Names of every function in the token's external service.
     pub functions: Vec<String>,
+    /// The front page's course id (`SITEID`, 1 on every standard site).
+    pub siteid: Option<i64>,
 }
 
 /// The course total of one user, from `gradereport_user_get_grade_items`.

@@ -248,6 +248,7 @@ async fn every_method_sends_the_expected_form() {
             release: Some("4.5+ (Build: 20241205)".into()),
             version: Some("2024100700.09".into()),
             functions: vec!["core_webservice_get_site_info".into()],
+            siteid: None,
         }
     });
     let found = Some(Course {
@@ -496,7 +497,31 @@ async fn connection_refused_is_transient() {
         "{text}"
     );
     assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!error.is_tls_failure());
     assert_eq!(session.calls()[0].outcome, "connection error");
+}
+
+/// https:// to a server that speaks plain HTTP: the handshake fails, and says so.
+#[tokio::test]
+async fn a_failed_tls_handshake_is_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let session = client_for(&format!("https://{addr}"), Duration::from_secs(2), 1).session();
+    let error = session.site_info().await.unwrap_err();
+    assert!(error.is_tls_failure(), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Transient);
+    assert!(
+        error.to_string().starts_with(
+            "core_webservice_get_site_info: Moodle could not be reached (TLS handshake failed: "
+        ),
+        "{error}"
+    );
 }
 
 /// CLI maintenance (upgrade): 503, `Retry-After: 300`, an HTML page.

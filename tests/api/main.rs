@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod check;
 mod grades;
 mod ingest;
 mod jobs_cli;
