@@ -2,7 +2,7 @@
 //! latency, through the real HTTP stack into the real SQLite store, while the
 //! worker drains the jobs against an in-process fake Moodle.
 //!
-//! Run: `cargo bench --bench ingest` (options: `-- --events N --clients C`).
+//! Run: `cargo bench --bench ingest` (options: `-- --events N --clients C --moodle-ms MS`).
 
 #[path = "../tests/support/fake_moodle.rs"]
 mod fake_moodle;
@@ -15,18 +15,21 @@ use serde_json::json;
 struct Options {
     events: usize,
     clients: usize,
+    moodle_ms: u64,
 }
 
 fn options() -> Options {
     let mut o = Options {
         events: 5000,
         clients: 32,
+        moodle_ms: 35,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--events" => o.events = pair[1].parse().expect("--events N"),
             "--clients" => o.clients = pair[1].parse().expect("--clients C"),
+            "--moodle-ms" => o.moodle_ms = pair[1].parse().expect("--moodle-ms MS"),
             _ => {}
         }
     }
@@ -43,6 +46,9 @@ async fn main() {
     let opts = options();
     let dir = tempfile::tempdir().unwrap();
     let moodle = fake_moodle::FakeMoodle::start().await;
+    // The recorded rig's median Moodle latency (tests/fixtures/moodle/_timing.json):
+    // the worker then drains at a real Moodle's pace instead of hogging the store.
+    moodle.set_latency(Duration::from_millis(opts.moodle_ms));
     let toml = format!(
         r#"
 database_url = "sqlite://{db}"
@@ -108,8 +114,9 @@ category_id = 5
     latencies.sort();
     let n = latencies.len();
     println!(
-        "ingest: {n} events, {} clients, {:.2}s: {:.0} events/s accepted; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "ingest: {n} events, {} clients, Moodle {} ms/call, {:.2}s: {:.0} events/s accepted; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         opts.clients,
+        opts.moodle_ms,
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,

@@ -33,6 +33,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A failure shared by several callers (a group commit that failed).
+    #[error("database error: {0}")]
+    Unavailable(String),
     #[error("unsupported database_url (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
 }

@@ -17,10 +17,10 @@
 use std::str::FromStr;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{Acquire, QueryBuilder, Row, Sqlite, Transaction};
 
 use super::codec::{
     self, Decision, FinishPlan, LEASE_EXPIRED, RawAttempt, RawEnrolment, RawJob, RawWriteback,
@@ -28,9 +28,73 @@ use super::codec::{
 };
 use super::migrations;
 use super::*;
+use tokio::sync::{mpsc, oneshot};
 
 /// Readers in parallel with the single writer (WAL lets them run concurrently).
 const READERS: u32 = 4;
+/// Admissions waiting for the next group commit (back-pressure beyond this).
+const ADMIT_QUEUE: usize = 1024;
+/// At most this many admissions share one transaction.
+const ADMIT_BATCH: usize = 128;
+
+/// One admission waiting for its group commit.
+struct AdmitRequest {
+    job: NewJob,
+    force: bool,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<StoreResult<Admission>>,
+}
+
+/// Commits admissions in groups: every admission waiting when the writer is
+/// free shares one transaction. Each commit writes the touched pages to the WAL
+/// once, so a burst costs one commit, not one per event (the ingest benchmark
+/// in the README measures the difference). Each admission runs in its own
+/// savepoint, so one failing admission does not fail the others; nobody is
+/// answered before the commit, so an answered event is durable.
+async fn commit_admits(writer: SqlitePool, mut queue: mpsc::Receiver<AdmitRequest>) {
+    let mut batch = Vec::with_capacity(ADMIT_BATCH);
+    while queue.recv_many(&mut batch, ADMIT_BATCH).await > 0 {
+        let mut results = Vec::with_capacity(batch.len());
+        let outcome = async {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            for request in &batch {
+                let mut savepoint = tx.begin().await?;
+                let result = admit_in(
+                    &mut savepoint,
+                    request.job.clone(),
+                    request.force,
+                    request.now,
+                )
+                .await;
+                if result.is_ok() {
+                    savepoint.commit().await?;
+                } else {
+                    savepoint.rollback().await?;
+                }
+                results.push(result);
+            }
+            tx.commit().await?;
+            StoreResult::Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                for (request, result) in batch.drain(..).zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(e) => {
+                // The transaction is gone: nobody's admission was stored.
+                let text = e.to_string();
+                for request in batch.drain(..) {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Unavailable(text.clone())));
+                }
+            }
+        }
+    }
+}
 
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +119,8 @@ macro_rules! writeback_columns {
 pub struct SqliteStore {
     /// Exactly one connection: all writes, in order.
     writer: SqlitePool,
+    /// Admissions, committed in groups by [`commit_admits`].
+    admits: mpsc::Sender<AdmitRequest>,
     /// Reads only (`query_only` is set on these connections).
     reader: SqlitePool,
 }
@@ -100,7 +166,13 @@ impl SqliteStore {
                 .connect_with(options.pragma("query_only", "ON"))
                 .await?
         };
-        Ok(SqliteStore { writer, reader })
+        let (admits, queue) = mpsc::channel(ADMIT_QUEUE);
+        tokio::spawn(commit_admits(writer.clone(), queue));
+        Ok(SqliteStore {
+            writer,
+            admits,
+            reader,
+        })
     }
 
     /// Closes both pools (checkpointing the WAL), e.g. before reopening the file.
@@ -201,11 +273,7 @@ fn text(v: &Value) -> String {
 /// retry window, the next seq (so it goes behind newer jobs of its keys), its
 /// keys active again, and it becomes the newest job of its entity. Attempts
 /// and their history are kept.
-async fn requeue(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<Job> {
+async fn requeue(tx: &mut SqliteConnection, id: Uuid, now: DateTime<Utc>) -> StoreResult<Job> {
     let id = id.to_string();
     let row = sqlx::query(concat!(
         "UPDATE jobs SET status = 'queued', seq = (SELECT MAX(seq) + 1 FROM jobs), \
@@ -215,7 +283,7 @@ async fn requeue(
     ))
     .bind(to_ms(now))
     .bind(&id)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     let job = job_from_row(&row)?;
     activate_keys(tx, &id).await?;
@@ -226,21 +294,100 @@ async fn requeue(
          SET job_id = excluded.job_id, body_hash = excluded.body_hash",
     )
     .bind(&id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(job)
 }
 
 /// Copies a job's ordering keys (deduplicated) and seq into `job_keys`.
-async fn activate_keys(tx: &mut Transaction<'static, Sqlite>, id: &str) -> StoreResult<()> {
+async fn activate_keys(tx: &mut SqliteConnection, id: &str) -> StoreResult<()> {
     sqlx::query(
         "INSERT OR IGNORE INTO job_keys (job_id, tenant, key, seq) \
          SELECT j.id, j.tenant, k.value, j.seq FROM jobs j, json_each(j.keys) k WHERE j.id = ?1",
     )
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// One admission inside the batch's write transaction (SPEC §2 idempotency).
+async fn admit_in(
+    tx: &mut SqliteConnection,
+    job: NewJob,
+    force: bool,
+    now: DateTime<Utc>,
+) -> StoreResult<Admission> {
+    let found = match &job.idempotency_key {
+        Some(key) => {
+            sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE id = \
+             (SELECT job_id FROM idempotency WHERE tenant = ?1 AND key = ?2)"
+            ))
+            .bind(&job.tenant)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        None => {
+            sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE id = (SELECT job_id FROM entity_heads \
+             WHERE tenant = ?1 AND entity = ?2 AND body_hash = ?3)"
+            ))
+            .bind(&job.tenant)
+            .bind(&job.entity)
+            .bind(&job.body_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let found = found.as_ref().map(job_from_row).transpose()?;
+
+    match codec::decide(found, force) {
+        Decision::Existing(existing) => Ok(Admission::Existing(existing)),
+        Decision::Requeue(failed) => Ok(Admission::Requeued(requeue(tx, failed.id, now).await?)),
+        Decision::Create => {
+            // One multi-statement round trip (sqlx runs them in order with the
+            // shared ?N arguments): the job, its active keys, its idempotency
+            // key (when given), its entity head, then the stored row.
+            let row = sqlx::query(concat!(
+                "INSERT INTO jobs (id, seq, tenant, kind, event, keys, status, attempts, \
+                 created_at, updated_at, next_attempt_at, retry_since, \
+                 idempotency_key, entity, body_hash) \
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?2, ?3, ?4, ?5, \
+                 'queued', 0, ?6, ?6, ?6, ?6, ?7, ?8, ?9); \
+                 INSERT OR IGNORE INTO job_keys (job_id, tenant, key, seq) \
+                 SELECT j.id, j.tenant, k.value, j.seq FROM jobs j, json_each(j.keys) k \
+                 WHERE j.id = ?1; \
+                 INSERT INTO idempotency (tenant, key, job_id, created_at) \
+                 SELECT ?2, ?7, ?1, ?6 WHERE ?7 IS NOT NULL \
+                 ON CONFLICT (tenant, key) DO UPDATE SET job_id = excluded.job_id; \
+                 INSERT INTO entity_heads (tenant, entity, job_id, body_hash) \
+                 VALUES (?2, ?8, ?1, ?9) \
+                 ON CONFLICT (tenant, entity) DO UPDATE \
+                 SET job_id = excluded.job_id, body_hash = excluded.body_hash; \
+                 SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE id = ?1"
+            ))
+            .bind(job.id.to_string())
+            .bind(&job.tenant)
+            .bind(&job.kind)
+            .bind(text(&job.event))
+            .bind(text(&Value::from(job.keys.clone())))
+            .bind(to_ms(now))
+            .bind(&job.idempotency_key)
+            .bind(&job.entity)
+            .bind(&job.body_hash)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(Admission::Created(job_from_row(&row)?))
+        }
+    }
 }
 
 #[async_trait]
@@ -251,102 +398,19 @@ impl Store for SqliteStore {
     }
 
     async fn admit(&self, job: NewJob, force: bool, now: DateTime<Utc>) -> StoreResult<Admission> {
-        // The write lock is held from the first read, so two admits of the same
-        // event cannot both decide "new".
-        let mut tx = self.write().await?;
-        let found = match &job.idempotency_key {
-            Some(key) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    job_columns!(),
-                    " FROM jobs WHERE id = \
-                 (SELECT job_id FROM idempotency WHERE tenant = ?1 AND key = ?2)"
-                ))
-                .bind(&job.tenant)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    job_columns!(),
-                    " FROM jobs WHERE id = (SELECT job_id FROM entity_heads \
-                 WHERE tenant = ?1 AND entity = ?2 AND body_hash = ?3)"
-                ))
-                .bind(&job.tenant)
-                .bind(&job.entity)
-                .bind(&job.body_hash)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-        };
-        let found = found.as_ref().map(job_from_row).transpose()?;
-
-        match codec::decide(found, force) {
-            Decision::Existing(existing) => {
-                tx.rollback().await?;
-                Ok(Admission::Existing(existing))
-            }
-            Decision::Requeue(failed) => {
-                let job = requeue(&mut tx, failed.id, now).await?;
-                tx.commit().await?;
-                Ok(Admission::Requeued(job))
-            }
-            Decision::Create => {
-                let id = job.id.to_string();
-                let now_ms = to_ms(now);
-                let row = sqlx::query(concat!(
-                    "INSERT INTO jobs (id, seq, tenant, kind, event, keys, status, attempts, \
-                     created_at, updated_at, next_attempt_at, retry_since, \
-                     idempotency_key, entity, body_hash) \
-                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?2, ?3, ?4, ?5, \
-                     'queued', 0, ?6, ?6, ?6, ?6, ?7, ?8, ?9) RETURNING ",
-                    job_columns!()
-                ))
-                .bind(&id)
-                .bind(&job.tenant)
-                .bind(&job.kind)
-                .bind(text(&job.event))
-                .bind(text(&Value::from(job.keys.clone())))
-                .bind(now_ms)
-                .bind(&job.idempotency_key)
-                .bind(&job.entity)
-                .bind(&job.body_hash)
-                .fetch_one(&mut *tx)
-                .await?;
-                let created = job_from_row(&row)?;
-                activate_keys(&mut tx, &id).await?;
-                if let Some(key) = &job.idempotency_key {
-                    // With `force` the key moves to the new job.
-                    sqlx::query(
-                        "INSERT INTO idempotency (tenant, key, job_id, created_at) \
-                         VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT (tenant, key) DO UPDATE SET job_id = excluded.job_id",
-                    )
-                    .bind(&job.tenant)
-                    .bind(key)
-                    .bind(&id)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO entity_heads (tenant, entity, job_id, body_hash) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (tenant, entity) DO UPDATE \
-                     SET job_id = excluded.job_id, body_hash = excluded.body_hash",
-                )
-                .bind(&job.tenant)
-                .bind(&job.entity)
-                .bind(&id)
-                .bind(&job.body_hash)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(Admission::Created(created))
-            }
-        }
+        let (reply, answer) = oneshot::channel();
+        self.admits
+            .send(AdmitRequest {
+                job,
+                force,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?
     }
 
     async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
