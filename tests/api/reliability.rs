@@ -36,25 +36,29 @@ async fn re_sends_and_replays_never_duplicate_anything() {
     assert!(statuses(&jobs).iter().all(|s| s == "succeeded"), "{jobs:?}");
 }
 
+/// Sends `bookings` bookings of one new person (`user`, grace@example.com) on
+/// `courses` courses all at once; each must be accepted.
+async fn book_one_person_at_once(app: &TestApp, bookings: usize, courses: usize, user: &str) {
+    let sends = (0..bookings).map(|n| {
+        let body = booking(
+            &format!("D{n}"),
+            &format!("C{}", n % courses),
+            user,
+            "grace@example.com",
+        );
+        async move { app.post_event("booking-created", &body, "").await }
+    });
+    for a in futures::future::join_all(sends).await {
+        assert_eq!(a.status, reqwest::StatusCode::ACCEPTED, "{:?}", a.body);
+    }
+}
+
 #[tokio::test]
 async fn twenty_bookings_of_one_new_person_at_once_make_one_user() {
     let app = spawn_app().await;
     // Widen Moodle's non-atomic check-then-insert window, as a slow real site would.
     app.moodle.set_create_delay(Duration::from_millis(30));
-    let mut sends = Vec::new();
-    for n in 0..20 {
-        let body = booking(
-            &format!("D{n}"),
-            &format!("C{}", n % 4),
-            "U9",
-            "grace@example.com",
-        );
-        let app = &app;
-        sends.push(async move { app.post_event("booking-created", &body, "").await });
-    }
-    for a in futures::future::join_all(sends).await {
-        assert_eq!(a.status, reqwest::StatusCode::ACCEPTED, "{:?}", a.body);
-    }
+    book_one_person_at_once(&app, 20, 4, "U9").await;
     app.drain(Duration::from_secs(30)).await;
     assert_eq!(app.moodle.users().len(), 1, "{:?}", app.moodle.users());
     assert_eq!(app.moodle.courses().len(), 4);
@@ -260,20 +264,7 @@ async fn the_service_runs_the_same_on_postgresql() {
     assert_eq!(first.body["status"], "succeeded", "{:?}", first.body);
     let resend = app.post_event("booking-created", &body, "").await;
     assert_eq!(resend.job_id(), first.job_id());
-    let mut sends = Vec::new();
-    for n in 0..8 {
-        let b = booking(
-            &format!("D{n}"),
-            &format!("C{}", n % 2),
-            "U7",
-            "grace@example.com",
-        );
-        let app = &app;
-        sends.push(async move { app.post_event("booking-created", &b, "").await });
-    }
-    for a in futures::future::join_all(sends).await {
-        assert_eq!(a.status, reqwest::StatusCode::ACCEPTED, "{:?}", a.body);
-    }
+    book_one_person_at_once(&app, 8, 2, "U7").await;
     app.drain(Duration::from_secs(30)).await;
     assert_eq!(app.moodle.users().len(), 2);
     assert_eq!(app.moodle.courses().len(), 3);
