@@ -23,9 +23,12 @@ use crate::worker::Worker;
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    // Colours only for a person at a terminal, not for files and log shippers.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     // A second call (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
