@@ -2,6 +2,7 @@
 //! durably in one transaction, answer `202` (or the outcome with `?wait=N`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,6 +18,7 @@ use super::problem::Problem;
 use super::wait;
 use crate::events::{Event, EventKind, Rejection};
 use crate::store::{Admission, NewJob};
+use crate::tenant::Tenant;
 
 /// Bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -109,15 +111,22 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let tenant = state.tenants.get(&tenant_name).cloned();
+    let event_kind = EventKind::parse(&kind);
     // Label values only from what is configured or known, never as sent.
-    let tenant_label = if state.tenants.get(&tenant_name).is_some() {
-        tenant_name.clone()
-    } else {
-        "unknown".to_string()
-    };
-    let kind_label = EventKind::parse(&kind).map_or("unknown", EventKind::as_str);
+    let tenant_label = tenant
+        .as_ref()
+        .map_or_else(|| "unknown".to_string(), |t| t.name.clone());
+    let kind_label = event_kind.map_or("unknown", EventKind::as_str);
     let metrics = state.metrics.clone();
-    let (outcome, response) = match accept(state, tenant_name, kind, query, headers, body).await {
+    let result = match (tenant, event_kind) {
+        (None, _) => Err(Problem::not_found(format!("unknown tenant {tenant_name}"))),
+        (Some(_), None) => Err(Problem::not_found(format!(
+            "unknown event {kind}: use course-saved, course-date-changed, booking-created or booking-cancelled"
+        ))),
+        (Some(tenant), Some(kind)) => accept(state, tenant, kind, query, headers, body).await,
+    };
+    let (outcome, response) = match result {
         Ok((outcome, response)) => (outcome, response),
         Err(problem) => ("rejected", problem.into_response()),
     };
@@ -133,22 +142,13 @@ pub async fn receive(
 /// Authenticates, validates and admits one event; the outcome names what happened.
 async fn accept(
     state: AppState,
-    tenant_name: String,
-    kind: String,
+    tenant: Arc<Tenant>,
+    kind: EventKind,
     query: HashMap<String, String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(&'static str, Response), Problem> {
-    let tenant = state
-        .tenants
-        .get(&tenant_name)
-        .ok_or_else(|| Problem::not_found(format!("unknown tenant {tenant_name}")))?
-        .clone();
-    let kind = EventKind::parse(&kind).ok_or_else(|| {
-        Problem::not_found(format!(
-            "unknown event {kind}: use course-saved, course-date-changed, booking-created or booking-cancelled"
-        ))
-    })?;
+    let tenant_name = &tenant.name;
     require_bearer(&headers, tenant.config.webhook_secret(), "webhook secret")?;
     let content_type = headers
         .get(header::CONTENT_TYPE)

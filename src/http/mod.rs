@@ -10,7 +10,6 @@ mod problem;
 mod wait;
 
 pub use auth::sign;
-pub use events::BODY_LIMIT;
 pub use problem::Problem;
 
 use std::sync::Arc;

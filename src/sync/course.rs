@@ -105,7 +105,7 @@ enum Found {
     Created,
 }
 
-/// `moodle_id` given: `""`/0 were already turned into `None` at the door.
+/// `<label> (<course id>)`, the label cut so the whole fits Moodle's 255 characters.
 fn shortname_for(course: &CourseInfo, label: &str) -> String {
     let suffix = format!(" ({})", course.id);
     let room = SHORTNAME_MAX.saturating_sub(suffix.chars().count());

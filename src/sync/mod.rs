@@ -105,13 +105,10 @@ impl From<MoodleError> for SyncError {
             ErrorClass::Conflict => ErrorClass::Data,
             other => other,
         };
-        let message = match e.fix() {
-            Some(fix) if !e.to_string().contains(&fix) => format!("{e}. Fix: {fix}"),
-            _ => e.to_string(),
-        };
         SyncError {
             class,
-            message,
+            // One line: what happened and, when someone must act, the fix.
+            message: e.to_string(),
             retry_after: e.retry_after(),
         }
     }
