@@ -1,5 +1,6 @@
-//! Wiring: store, tenants, HTTP server, worker, outbox and grades poller side by side, with
-//! graceful shutdown (readiness 503 → no new claims → in-flight jobs finish → exit).
+//! Wiring: store, tenants, HTTP server, worker, outbox runner and grades poller side
+//! by side, watched: graceful shutdown on a signal (readiness 503 → no new claims →
+//! in-flight jobs finish → exit), and a non-zero exit when any part stops on its own.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,16 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
-use crate::callback::Outbox;
 use crate::config::{Config, LogFormat};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::poller::GradesPoller;
 use crate::retry::Policy;
+use crate::run::grades::GradesPoller;
+use crate::run::outbox::OutboxRunner;
+use crate::run::worker::Worker;
 use crate::store::{self, Store};
 use crate::tenant::Tenants;
-use crate::worker::Worker;
 
 /// Installs the global `tracing` subscriber (`RUST_LOG` wins over the default level).
 pub fn init_tracing(format: LogFormat) {
@@ -48,7 +50,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     run(config, store, listener, shutdown_signal()).await
 }
 
-/// Runs the service on `listener` until `shutdown` completes.
+/// Runs the service on `listener` until `shutdown` completes, or until one of
+/// its parts (HTTP server, worker, outbox runner, grades poller) stops on its
+/// own: then the others are stopped too and the error names the part, so the
+/// process exits non-zero and systemd or Kubernetes restarts it.
 pub async fn run(
     config: Config,
     store: Arc<dyn Store>,
@@ -60,6 +65,7 @@ pub async fn run(
     }
     let tenants = Tenants::from_config(&config).context("invalid tenant settings")?;
     let wake = Arc::new(Notify::new());
+    let writebacks = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = Policy::new(config.retry.clone());
@@ -71,25 +77,24 @@ pub async fn run(
         policy: policy.clone(),
         config: config.worker.clone(),
         wake: wake.clone(),
+        writebacks: writebacks.clone(),
         metrics: metrics.clone(),
     });
-    let worker_task = tokio::spawn(worker.run(stop_rx.clone()));
-    let outbox = Outbox {
+    let outbox = Arc::new(OutboxRunner {
         store: store.clone(),
         tenants: tenants.clone(),
         policy,
         lease: config.worker.lease,
         poll_interval: config.worker.poll_interval,
+        drain_timeout: config.worker.shutdown_timeout,
+        wake: writebacks,
         metrics: metrics.clone(),
-    };
-    let outbox_task = tokio::spawn(outbox.run(stop_rx.clone()));
+    });
     let poller = GradesPoller {
         store: store.clone(),
         tenants: tenants.clone(),
         wake: wake.clone(),
     };
-    let poller_task = tokio::spawn(poller.run(stop_rx.clone()));
-
     let state = AppState {
         store,
         tenants,
@@ -104,7 +109,11 @@ pub async fn run(
 
     // The HTTP server keeps answering while jobs drain, so load balancers see 503 on /readyz.
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let mut parts = JoinSet::new();
+    parts.spawn(part("worker", worker.run(stop_rx.clone())));
+    parts.spawn(part("outbox", outbox.run(stop_rx.clone())));
+    parts.spawn(part("grades poller", poller.run(stop_rx)));
+    let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = http_stop_rx.await;
@@ -112,26 +121,62 @@ pub async fn run(
             .await
     });
 
-    shutdown.await;
-    tracing::info!("shutdown requested: readiness is 503, no new jobs are claimed");
+    // Whichever comes first: the shutdown signal, or a part that stopped by itself.
+    let mut server_done = false;
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        Some(done) = parts.join_next() => Some(stopped(done)),
+        done = &mut server => {
+            server_done = true;
+            Some(match done {
+                Ok(Ok(())) => "the HTTP server stopped".to_string(),
+                Ok(Err(e)) => format!("the HTTP server failed: {e}"),
+                Err(e) => format!("the HTTP server task failed: {e}"),
+            })
+        }
+    };
+    match &failure {
+        None => tracing::info!("shutdown requested: readiness is 503, no new jobs are claimed"),
+        Some(why) => {
+            tracing::error!(%why, "a part of the service stopped unexpectedly: stopping the rest")
+        }
+    }
     draining.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
-    if let Err(e) = worker_task.await {
-        tracing::error!(error = %e, "the worker stopped abnormally");
-    }
-    if let Err(e) = outbox_task.await {
-        tracing::error!(error = %e, "the outbox stopped abnormally");
-    }
-    if let Err(e) = poller_task.await {
-        tracing::error!(error = %e, "the grades poller stopped abnormally");
+    while let Some(done) = parts.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a part stopped abnormally during shutdown");
+        }
     }
     let _ = http_stop_tx.send(());
-    server
-        .await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
-    tracing::info!("stopped");
-    Ok(())
+    if !server_done {
+        server
+            .await
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")?;
+    }
+    match failure {
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Some(why) => Err(anyhow::anyhow!(why)),
+    }
+}
+
+/// A long-running part that names itself when it ends.
+async fn part(name: &'static str, run: impl Future<Output = ()>) -> &'static str {
+    run.await;
+    name
+}
+
+/// Why a part's task ended before shutdown.
+fn stopped(done: Result<&'static str, tokio::task::JoinError>) -> String {
+    match done {
+        Ok(name) => format!("the {name} stopped"),
+        Err(e) if e.is_panic() => format!("a part panicked: {e}"),
+        Err(e) => format!("a part was cancelled: {e}"),
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::{Callback, CallbackError, http_client, retry_after};
 use crate::config::{CallbackConfig, Secret};
-use crate::store::Writeback;
+use crate::store::{Entity, Writeback};
 
 const TARGET: &str = "the accessplanit API";
 
@@ -65,9 +65,9 @@ impl AccessplanitCallback {
             ))
         };
         let moodle_id = wb.payload.get("moodle_id").cloned().unwrap_or(Value::Null);
-        match wb.entity.as_str() {
-            "user" => Ok(("User", wb.apit_id.clone(), json!({ "MoodleID": moodle_id }))),
-            "course" => {
+        match wb.entity {
+            Entity::User => Ok(("User", wb.apit_id.clone(), json!({ "MoodleID": moodle_id }))),
+            Entity::Course => {
                 let field = self
                     .course_field
                     .as_deref()
@@ -78,7 +78,7 @@ impl AccessplanitCallback {
                     json!({ field: moodle_id }),
                 ))
             }
-            "template" => {
+            Entity::Template => {
                 let field = self
                     .template_field
                     .as_deref()
@@ -89,7 +89,7 @@ impl AccessplanitCallback {
                     json!({ field: moodle_id }),
                 ))
             }
-            "delegate" => {
+            Entity::Delegate => {
                 let field = self
                     .score_field
                     .as_deref()
@@ -101,9 +101,6 @@ impl AccessplanitCallback {
                 );
                 Ok(("UserCourseDate", wb.apit_id.clone(), Value::Object(body)))
             }
-            other => Err(CallbackError::Rejected(format!(
-                "unknown write-back entity {other}"
-            ))),
         }
     }
 

@@ -1,12 +1,11 @@
 //! Write-back of Moodle IDs (and scores) to accessplanit: the callback clients
-//! and the outbox loop that delivers queued write-backs with their own retries.
+//! (a generic webhook, the accessplanit API). The outbox runner (`run::outbox`)
+//! delivers queued write-backs through them.
 
 mod accessplanit;
-mod outbox;
 mod webhook;
 
 pub use accessplanit::AccessplanitCallback;
-pub use outbox::Outbox;
 pub use webhook::WebhookCallback;
 
 use std::sync::Arc;

@@ -94,13 +94,15 @@ pub struct Template {
     pub moodle_id: Option<i64>,
 }
 
-/// The `course` object of every event.
+/// The `course` object of every event. `L` (the label) and `D` (the dates) say
+/// what the event kind guarantees: `String` / `DateTime<Utc>` where the kind
+/// requires the field, `Option` where it may be absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CourseInfo {
+pub struct Course<L = Option<String>, D = Option<DateTime<Utc>>> {
     /// accessplanit course (date) ID.
     pub id: String,
-    /// Course name; the Moodle fullname. Required for `course-saved`.
-    pub label: Option<String>,
+    /// Course name; the Moodle fullname.
+    pub label: L,
     /// Absent means classroom.
     #[serde(rename = "type")]
     pub course_type: Option<CourseType>,
@@ -108,18 +110,102 @@ pub struct CourseInfo {
     pub sync_to_moodle: Option<bool>,
     /// Link to this existing Moodle course.
     pub moodle_id: Option<i64>,
-    /// Start, whole seconds. Required for `course-date-changed`.
-    pub start: Option<DateTime<Utc>>,
-    /// End, never before `start`. Required for `course-date-changed`.
-    pub end: Option<DateTime<Utc>>,
+    /// Start, whole seconds.
+    pub start: D,
+    /// End, never before `start`.
+    pub end: D,
     /// Absent when the body's template fields are all empty.
     pub template: Option<Template>,
 }
 
-impl CourseInfo {
+/// The course of a booking: every field but the ID optional.
+pub type CourseInfo = Course;
+/// The course of `course-saved`: it has a label.
+pub type SavedCourse = Course<String>;
+/// The course of `course-date-changed`: it has both dates.
+pub type DatedCourse = Course<Option<String>, DateTime<Utc>>;
+
+/// A field that one event kind requires and another may leave out.
+pub trait Maybe<T> {
+    /// The value, when present.
+    fn get(&self) -> Option<&T>;
+}
+
+impl<T> Maybe<T> for Option<T> {
+    fn get(&self) -> Option<&T> {
+        self.as_ref()
+    }
+}
+
+impl Maybe<String> for String {
+    fn get(&self) -> Option<&String> {
+        Some(self)
+    }
+}
+
+impl Maybe<DateTime<Utc>> for DateTime<Utc> {
+    fn get(&self) -> Option<&DateTime<Utc>> {
+        Some(self)
+    }
+}
+
+impl<L: Maybe<String>, D: Maybe<DateTime<Utc>>> Course<L, D> {
     /// The course type, classroom when absent.
     pub fn kind(&self) -> CourseType {
         self.course_type.unwrap_or(CourseType::Classroom)
+    }
+
+    /// The label, when the event has one.
+    pub fn label(&self) -> Option<&str> {
+        self.label.get().map(String::as_str)
+    }
+
+    /// The start, when the event has one.
+    pub fn start(&self) -> Option<DateTime<Utc>> {
+        self.start.get().copied()
+    }
+
+    /// The end, when the event has one.
+    pub fn end(&self) -> Option<DateTime<Utc>> {
+        self.end.get().copied()
+    }
+
+    /// The template's ID, when the course is eLearning and has one.
+    fn elearning_template(&self) -> Option<&str> {
+        let id = self.template.as_ref().and_then(|t| t.id.as_deref());
+        id.filter(|_| self.kind() == CourseType::Elearning)
+    }
+}
+
+impl CourseInfo {
+    /// The same course with its label required; `None` without one.
+    fn with_label(self) -> Option<SavedCourse> {
+        let label = self.label?;
+        Some(Course {
+            id: self.id,
+            label,
+            course_type: self.course_type,
+            sync_to_moodle: self.sync_to_moodle,
+            moodle_id: self.moodle_id,
+            start: self.start,
+            end: self.end,
+            template: self.template,
+        })
+    }
+
+    /// The same course with both dates required; `None` without them.
+    fn with_dates(self) -> Option<DatedCourse> {
+        let (start, end) = (self.start?, self.end?);
+        Some(Course {
+            id: self.id,
+            label: self.label,
+            course_type: self.course_type,
+            sync_to_moodle: self.sync_to_moodle,
+            moodle_id: self.moodle_id,
+            start,
+            end,
+            template: self.template,
+        })
     }
 }
 
@@ -145,21 +231,42 @@ pub struct UserInfo {
     pub email: Option<String>,
 }
 
-/// A validated event, as stored in its job.
+/// `course-saved`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// The kind the URL named.
-    pub kind: EventKind,
+pub struct CourseSaved {
     /// The sender's ID for this event (an idempotency key).
     pub event_id: Option<String>,
-    /// The course, for every kind.
+    pub course: SavedCourse,
+}
+
+/// `course-date-changed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseDateChanged {
+    /// The sender's ID for this event (an idempotency key).
+    pub event_id: Option<String>,
+    pub course: DatedCourse,
+}
+
+/// `booking-created` and `booking-cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingEvent {
+    /// The sender's ID for this event (an idempotency key).
+    pub event_id: Option<String>,
+    pub booking: Booking,
     pub course: CourseInfo,
-    /// Set for booking events, `None` for course events.
-    pub booking: Option<Booking>,
-    /// Set for booking events, `None` for course events.
-    pub user: Option<UserInfo>,
+    pub user: UserInfo,
     /// Overrides the tenant's role for this enrolment.
     pub role_id: Option<i64>,
+}
+
+/// A validated event, as stored in its job (`kind` is the URL slug).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    CourseSaved(CourseSaved),
+    CourseDateChanged(CourseDateChanged),
+    BookingCreated(BookingEvent),
+    BookingCancelled(BookingEvent),
 }
 
 /// One bad field, located by a JSON pointer into the request body.
@@ -191,6 +298,42 @@ impl Event {
         parse::parse(kind, body, tz)
     }
 
+    /// The kind the URL named.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::CourseSaved(_) => EventKind::CourseSaved,
+            Event::CourseDateChanged(_) => EventKind::CourseDateChanged,
+            Event::BookingCreated(_) => EventKind::BookingCreated,
+            Event::BookingCancelled(_) => EventKind::BookingCancelled,
+        }
+    }
+
+    /// The sender's ID for this event.
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            Event::CourseSaved(e) => e.event_id.as_deref(),
+            Event::CourseDateChanged(e) => e.event_id.as_deref(),
+            Event::BookingCreated(e) | Event::BookingCancelled(e) => e.event_id.as_deref(),
+        }
+    }
+
+    /// The booking, for booking events.
+    pub fn booking(&self) -> Option<&BookingEvent> {
+        match self {
+            Event::BookingCreated(b) | Event::BookingCancelled(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The accessplanit course ID, which every event has.
+    pub fn course_id(&self) -> &str {
+        match self {
+            Event::CourseSaved(e) => &e.course.id,
+            Event::CourseDateChanged(e) => &e.course.id,
+            Event::BookingCreated(e) | Event::BookingCancelled(e) => &e.course.id,
+        }
+    }
+
     /// The event as it matters for idempotency: without `event_id`, with keys
     /// sorted and absent fields left out.
     ///
@@ -199,7 +342,8 @@ impl Event {
     /// fields, unknown fields, `event_id`) give the same value. Leaving absent
     /// fields out also keeps today's hashes when an optional field is added.
     pub fn canonical_json(&self) -> Value {
-        let mut value = serde_json::to_value(self).expect("an Event always serializes to JSON");
+        // Plain data of strings, numbers and options: serialising cannot fail.
+        let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Value::Object(map) = &mut value {
             map.remove("event_id");
         }
@@ -209,18 +353,17 @@ impl Event {
     /// Hex SHA-256 of [`Event::canonical_json`]: the SPEC §2 body hash that
     /// tells a re-send from a change.
     pub fn body_hash(&self) -> String {
-        let bytes = serde_json::to_vec(&self.canonical_json()).expect("JSON values serialize");
-        hex::encode(Sha256::digest(bytes))
+        hex::encode(Sha256::digest(self.canonical_json().to_string()))
     }
 
     /// The entity for the newest-event rule: `<kind>:<course id>` for course
     /// events, `<kind>:<booking id>` for booking events.
     pub fn entity(&self) -> String {
-        let id = match &self.booking {
-            Some(booking) => &booking.id,
-            None => &self.course.id,
+        let id = match self.booking() {
+            Some(b) => &b.booking.id,
+            None => self.course_id(),
         };
-        format!("{}:{id}", self.kind.as_str())
+        format!("{}:{id}", self.kind().as_str())
     }
 
     /// What this event touches, so that jobs sharing a key run one at a time
@@ -231,18 +374,20 @@ impl Event {
     /// an eLearning course with a template, whose Moodle course is the one
     /// enrolled on.
     pub fn ordering_keys(&self) -> Vec<String> {
-        let mut keys = vec![format!("course:{}", self.course.id)];
-        if let Some(booking) = &self.booking {
-            keys.push(format!("booking:{}", booking.id));
-        }
-        if let Some(user) = &self.user {
-            keys.push(format!("user:{}", user.id));
-            if let Some(email) = &user.email {
-                keys.push(format!("email:{}", email.to_lowercase()));
+        let mut keys = vec![format!("course:{}", self.course_id())];
+        let template = match self {
+            Event::CourseSaved(e) => e.course.elearning_template(),
+            Event::CourseDateChanged(e) => e.course.elearning_template(),
+            Event::BookingCreated(b) | Event::BookingCancelled(b) => {
+                keys.push(format!("booking:{}", b.booking.id));
+                keys.push(format!("user:{}", b.user.id));
+                if let Some(email) = &b.user.email {
+                    keys.push(format!("email:{}", email.to_lowercase()));
+                }
+                b.course.elearning_template()
             }
-        }
-        let template_id = self.course.template.as_ref().and_then(|t| t.id.as_ref());
-        if let (CourseType::Elearning, Some(template_id)) = (self.course.kind(), template_id) {
+        };
+        if let Some(template_id) = template {
             keys.push(format!("template:{template_id}"));
         }
         keys

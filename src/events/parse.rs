@@ -8,7 +8,10 @@ use serde_json::{Map, Value};
 use super::lenient::{self, Read};
 use super::rules::{self, EVENT_ID_MAX, ID_MAX, LABEL_MAX, NAME_MAX};
 use super::time;
-use super::{Booking, CourseInfo, Event, EventKind, FieldError, Rejection, Template, UserInfo};
+use super::{
+    Booking, BookingEvent, CourseDateChanged, CourseInfo, CourseSaved, Event, EventKind,
+    FieldError, Rejection, Template, UserInfo,
+};
 
 /// See [`Event::parse`].
 pub(super) fn parse(kind: EventKind, body: &[u8], tz: Tz) -> Result<Event, Rejection> {
@@ -86,29 +89,36 @@ impl Walker {
     fn event(&mut self, kind: EventKind, root: &Obj) -> Option<Event> {
         let event_id = self.optional(root, "event_id", event_id);
         let course = self.course(kind, root);
-        if !kind.is_booking() {
-            // Course events ignore `booking`, `user` and `role_id` like any
-            // other unknown field: a workflow may use one body for all kinds.
-            return Some(Event {
-                kind,
+        // Course events ignore `booking`, `user` and `role_id` like any other
+        // unknown field: a workflow may use one body for all kinds. A missing
+        // label or date was reported by `course`, so `with_…` only restates it.
+        match kind {
+            EventKind::CourseSaved => Some(Event::CourseSaved(CourseSaved {
                 event_id,
-                course: course?,
-                booking: None,
-                user: None,
-                role_id: None,
-            });
+                course: course?.with_label()?,
+            })),
+            EventKind::CourseDateChanged => Some(Event::CourseDateChanged(CourseDateChanged {
+                event_id,
+                course: course?.with_dates()?,
+            })),
+            EventKind::BookingCreated | EventKind::BookingCancelled => {
+                let booking = self.booking(root);
+                let user = self.user(kind, root);
+                let role_id = self.optional(root, "role_id", lenient::moodle_id);
+                let booking = BookingEvent {
+                    event_id,
+                    booking: booking?,
+                    course: course?,
+                    user: user?,
+                    role_id,
+                };
+                Some(if kind == EventKind::BookingCreated {
+                    Event::BookingCreated(booking)
+                } else {
+                    Event::BookingCancelled(booking)
+                })
+            }
         }
-        let booking = self.booking(root);
-        let user = self.user(kind, root);
-        let role_id = self.optional(root, "role_id", lenient::moodle_id);
-        Some(Event {
-            kind,
-            event_id,
-            course: course?,
-            booking: Some(booking?),
-            user: Some(user?),
-            role_id,
-        })
     }
 
     fn course(&mut self, kind: EventKind, root: &Obj) -> Option<CourseInfo> {
@@ -289,8 +299,8 @@ fn checked<T>(read: Read<T>, check: impl FnOnce(&T) -> Result<(), String>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::CourseType;
     use crate::events::tests::merge;
+    use crate::events::{Course, CourseType};
     use chrono::{DateTime, Utc};
     use chrono_tz::Europe::London;
     use serde_json::json;
@@ -354,12 +364,11 @@ mod tests {
         );
         assert_eq!(
             event,
-            Event {
-                kind: EventKind::CourseSaved,
+            Event::CourseSaved(CourseSaved {
                 event_id: Some("77".into()),
-                course: CourseInfo {
+                course: Course {
                     id: "C1001".into(),
-                    label: Some("First Aid at Work".into()),
+                    label: "First Aid at Work".into(),
                     course_type: Some(CourseType::Classroom),
                     sync_to_moodle: Some(true),
                     moodle_id: None,
@@ -372,10 +381,7 @@ mod tests {
                         moodle_id: Some(12),
                     }),
                 },
-                booking: None,
-                user: None,
-                role_id: None,
-            }
+            })
         );
     }
 
@@ -384,37 +390,40 @@ mod tests {
         let course =
             json!({"course": {"id": 5, "label": "L", "start": "2027-01-12", "end": "2027-01-12"}});
         for kind in [EventKind::CourseSaved, EventKind::CourseDateChanged] {
-            assert_eq!(ok(kind, course.clone()).course.id, "5");
+            assert_eq!(ok(kind, course.clone()).course_id(), "5");
         }
         let booking =
             json!({"course": {"id": 5}, "booking": {"id": 6}, "user": {"id": 7, "moodle_id": 8}});
         for kind in [EventKind::BookingCreated, EventKind::BookingCancelled] {
             let event = ok(kind, booking.clone());
-            assert_eq!(event.kind, kind);
-            assert_eq!(event.booking, Some(Booking { id: "6".into() }));
-            assert_eq!(event.user.unwrap().moodle_id, Some(8));
+            assert_eq!(event.kind(), kind);
+            let booking = event.booking().unwrap();
+            assert_eq!(booking.booking, Booking { id: "6".into() });
+            assert_eq!(booking.user.moodle_id, Some(8));
         }
     }
 
     #[test]
     fn a_full_booking_body() {
         let event = ok(EventKind::BookingCreated, booking_body());
-        assert_eq!(event.event_id.as_deref(), Some("evt-1"));
-        assert_eq!(event.booking, Some(Booking { id: "D555".into() }));
+        assert_eq!(event.event_id(), Some("evt-1"));
+        let booking = event.booking().unwrap();
+        assert_eq!(booking.booking, Booking { id: "D555".into() });
         assert_eq!(
-            event.user,
-            Some(UserInfo {
+            booking.user,
+            UserInfo {
                 id: "U9".into(),
                 moodle_id: None,
                 first_name: Some("Ada".into()),
                 last_name: Some("Lovelace".into()),
                 email: Some("ada@example.com".into()),
-            })
+            }
         );
-        assert_eq!(event.role_id, None);
+        assert_eq!(booking.role_id, None);
         let mut with_role = booking_body();
         with_role["role_id"] = json!("5");
-        assert_eq!(ok(EventKind::BookingCreated, with_role).role_id, Some(5));
+        let event = ok(EventKind::BookingCreated, with_role);
+        assert_eq!(event.booking().unwrap().role_id, Some(5));
     }
 
     #[test]
@@ -424,19 +433,21 @@ mod tests {
         body["user"] = json!("not even an object");
         body["role_id"] = json!(-1);
         let event = ok(EventKind::CourseSaved, body);
-        assert_eq!(
-            (event.booking, event.user, event.role_id),
-            (None, None, None)
-        );
+        assert!(event.booking().is_none());
+        assert_eq!(event.canonical_json().get("user"), None);
     }
 
     #[test]
     fn an_empty_template_is_no_template() {
         let body = json!({"course": {"id": "C1", "label": "L",
             "template": {"id": "", "name": " ", "aims": "", "moodle_id": "0"}}});
-        assert_eq!(ok(EventKind::CourseSaved, body).course.template, None);
+        let template = |body| match ok(EventKind::CourseSaved, body) {
+            Event::CourseSaved(e) => e.course.template,
+            other => panic!("not a course-saved event: {other:?}"),
+        };
+        assert_eq!(template(body), None);
         let body = json!({"course": {"id": "C1", "label": "L", "template": ""}});
-        assert_eq!(ok(EventKind::CourseSaved, body).course.template, None);
+        assert_eq!(template(body), None);
     }
 
     #[test]

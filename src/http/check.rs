@@ -1,11 +1,10 @@
 //! `GET /v1/tenants/{tenant}/check`: the preflight of one tenant, for operators.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 
 use super::AppState;
-use super::auth::require_admin;
+use super::extract::{Admin, ValidPath};
 use super::problem::Problem;
 use crate::check::{self, CheckReport};
 
@@ -13,10 +12,9 @@ use crate::check::{self, CheckReport};
 /// checks pass (the body's `ok` says), since the request itself succeeded.
 pub async fn tenant(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
+    _: Admin,
+    ValidPath(tenant): ValidPath<String>,
 ) -> Result<Json<CheckReport>, Problem> {
-    require_admin(&headers, state.admin_token.as_ref())?;
     let tenant = state
         .tenants
         .get(&tenant)

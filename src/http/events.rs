@@ -1,23 +1,23 @@
 //! `POST /v1/tenants/{tenant}/events/{kind}`: authenticate, validate, store
 //! durably in one transaction, answer `202` (or the outcome with `?wait=N`).
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use uuid::Uuid;
+use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{require_bearer, verify_signature};
+use super::extract::{ValidPath, ValidQuery, params};
 use super::problem::Problem;
 use super::wait;
 use crate::events::{Event, EventKind, Rejection};
-use crate::store::{Admission, NewJob};
+use crate::intake;
+use crate::store::Admission;
 use crate::tenant::Tenant;
 
 /// Bodies above this are refused with 413.
@@ -25,36 +25,13 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 /// The query of an event request.
-struct EventQuery {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    #[serde(default, deserialize_with = "params::wait")]
     wait: Duration,
+    #[serde(default, deserialize_with = "params::flag")]
     force: bool,
-}
-
-impl EventQuery {
-    fn parse(query: &HashMap<String, String>) -> Result<Self, Problem> {
-        let mut q = EventQuery {
-            wait: Duration::ZERO,
-            force: false,
-        };
-        for (key, value) in query {
-            match key.as_str() {
-                "wait" => q.wait = wait::parse(value)?,
-                "force" => {
-                    q.force = match value.trim().to_ascii_lowercase().as_str() {
-                        "" | "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" => false,
-                        _ => return Err(Problem::bad_query("force must be true or false")),
-                    }
-                }
-                other => {
-                    return Err(Problem::bad_query(format!(
-                        "unknown query parameter {other}"
-                    )));
-                }
-            }
-        }
-        Ok(q)
-    }
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
@@ -100,14 +77,14 @@ fn idempotency_key(headers: &HeaderMap, event: &Event) -> Result<Option<String>,
         }
         None => None,
     };
-    Ok(from_header.or_else(|| event.event_id.clone()))
+    Ok(from_header.or_else(|| event.event_id().map(str::to_string)))
 }
 
 /// The handler: the work, then one count per request in the metrics.
 pub async fn receive(
     State(state): State<AppState>,
-    Path((tenant_name, kind)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    ValidPath((tenant_name, kind)): ValidPath<(String, String)>,
+    query: Result<ValidQuery<EventQuery>, Problem>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -124,7 +101,7 @@ pub async fn receive(
         (Some(_), None) => Err(Problem::not_found(format!(
             "unknown event {kind}: use course-saved, course-date-changed, booking-created or booking-cancelled"
         ))),
-        (Some(tenant), Some(kind)) => accept(state, tenant, kind, query, headers, body).await,
+        (Some(tenant), Some(kind)) => accept(&state, &tenant, kind, query, &headers, body).await,
     };
     let (outcome, response) = match result {
         Ok((outcome, response)) => (outcome, response),
@@ -140,66 +117,43 @@ pub async fn receive(
 }
 
 /// Authenticates, validates and admits one event; the outcome names what happened.
+/// Credentials are checked before anything else, so a caller without them
+/// learns nothing about the query or the body.
 async fn accept(
-    state: AppState,
-    tenant: Arc<Tenant>,
+    state: &AppState,
+    tenant: &Tenant,
     kind: EventKind,
-    query: HashMap<String, String>,
-    headers: HeaderMap,
+    query: Result<ValidQuery<EventQuery>, Problem>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<(&'static str, Response), Problem> {
-    let tenant_name = &tenant.name;
-    require_bearer(&headers, tenant.config.webhook_secret(), "webhook secret")?;
+    require_bearer(headers, tenant.config.webhook_secret(), "webhook secret")?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if !is_json(content_type) {
         return Err(Problem::unsupported_media_type(content_type));
     }
-    let query = EventQuery::parse(&query)?;
-    let bytes = read_body(&headers, body).await?;
+    let ValidQuery(query) = query?;
+    let bytes = read_body(headers, body).await?;
     if let Some(secret) = &tenant.config.signing_secret {
-        verify_signature(&headers, &bytes, secret, Utc::now())?;
+        verify_signature(headers, &bytes, secret, Utc::now())?;
     }
     let event = Event::parse(kind, &bytes, tenant.config.timezone).map_err(|r| match r {
         Rejection::Malformed(detail) => Problem::malformed(detail),
         Rejection::Invalid(errors) => Problem::invalid(errors),
     })?;
-    let idempotency_key = idempotency_key(&headers, &event)?;
-
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        tenant: tenant_name.clone(),
-        kind: kind.as_str().to_string(),
-        event: serde_json::to_value(&event).map_err(|e| Problem::internal(&e))?,
-        // Keys are per tenant: two customers' "C1" are different courses.
-        keys: event
-            .ordering_keys()
-            .into_iter()
-            .map(|k| format!("{tenant_name}:{k}"))
-            .collect(),
-        idempotency_key,
-        entity: event.entity(),
-        body_hash: event.body_hash(),
-    };
-    let admission = state.store.admit(job, query.force, Utc::now()).await?;
+    let job = intake::event_job(&tenant.name, &event, idempotency_key(headers, &event)?);
+    let admission = intake::admit(&*state.store, &state.wake, job, query.force).await?;
     let outcome = match &admission {
         Admission::Created(_) => "accepted",
         Admission::Requeued(_) => "requeued",
         Admission::Existing(_) => "duplicate",
     };
-    let job = match admission {
-        Admission::Created(job) | Admission::Requeued(job) => {
-            state.wake.notify_one();
-            tracing::info!(tenant = %tenant_name, kind = kind.as_str(), job_id = %job.id, "event accepted");
-            job
-        }
-        Admission::Existing(job) => {
-            tracing::info!(tenant = %tenant_name, kind = kind.as_str(), job_id = %job.id, status = job.status.as_str(), "event already known");
-            job
-        }
-    };
-    Ok((outcome, wait::answer(&state, job, query.wait).await?))
+    Ok((
+        outcome,
+        wait::answer(state, admission.into_job(), query.wait).await?,
+    ))
 }
 
 #[cfg(test)]

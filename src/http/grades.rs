@@ -1,19 +1,25 @@
 //! `POST /v1/tenants/{tenant}/grades/sync`: run a grades pass now, as a job.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
-use chrono::Utc;
+use serde::Deserialize;
 
 use super::AppState;
-use super::auth::require_admin;
+use super::extract::{Admin, ValidPath, ValidQuery, params};
 use super::problem::Problem;
 use super::wait;
-use crate::store::Admission;
+use crate::intake;
 use crate::sync::grades::{self, Trigger};
+
+/// The query of a grades-pass request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradesQuery {
+    #[serde(default, deserialize_with = "params::wait")]
+    wait: Duration,
+}
 
 /// The handler: `202 {job_id, status, links}`, or the pass's outcome with `?wait=N`.
 ///
@@ -21,40 +27,15 @@ use crate::sync::grades::{self, Trigger};
 /// doubled; after a finished pass a new one runs.
 pub async fn sync(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
     // The admin token first: an unauthenticated caller learns nothing about tenants.
-    require_admin(&headers, state.admin_token.as_ref())?;
+    _: Admin,
+    ValidPath(tenant): ValidPath<String>,
+    ValidQuery(query): ValidQuery<GradesQuery>,
+) -> Result<Response, Problem> {
     if state.tenants.get(&tenant).is_none() {
         return Err(Problem::not_found(format!("unknown tenant {tenant}")));
     }
-    let mut wait = Duration::ZERO;
-    for (key, value) in &query {
-        match key.as_str() {
-            "wait" => wait = wait::parse(value)?,
-            other => {
-                return Err(Problem::bad_query(format!(
-                    "unknown query parameter {other}"
-                )));
-            }
-        }
-    }
-    let admission = state
-        .store
-        .admit(grades::job(&tenant, Trigger::Request), true, Utc::now())
-        .await?;
-    let job = match admission {
-        Admission::Created(job) | Admission::Requeued(job) => {
-            state.wake.notify_one();
-            tracing::info!(%tenant, job_id = %job.id, "grades pass requested");
-            job
-        }
-        Admission::Existing(job) => {
-            tracing::info!(%tenant, job_id = %job.id, status = job.status.as_str(), "grades pass already under way");
-            job
-        }
-    };
-    wait::answer(&state, job, wait).await
+    let job = grades::job(&tenant, Trigger::Request);
+    let admission = intake::admit(&*state.store, &state.wake, job, true).await?;
+    wait::answer(&state, admission.into_job(), query.wait).await
 }

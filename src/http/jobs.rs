@@ -1,20 +1,20 @@
 //! Admin reads and actions on jobs, and the job views every answer shares.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::require_admin;
+use super::extract::{Admin, ValidPath, ValidQuery, params};
 use super::problem::Problem;
-use crate::store::{Attempt, Job, JobFilter, JobStatus, RetryResult, Writeback, WritebackStatus};
+use crate::store::{
+    Attempt, Entity, Job, JobFilter, JobKind, JobStatus, RetryResult, Writeback, WritebackStatus,
+};
 
 /// Links from a job answer.
 #[derive(Debug, Serialize)]
@@ -77,7 +77,7 @@ impl IntoResponse for Accepted {
 /// A write-back as shown on its job.
 #[derive(Debug, Serialize)]
 pub struct WritebackView {
-    pub entity: String,
+    pub entity: Entity,
     pub accessplanit_id: String,
     pub moodle_id: Option<Value>,
     pub status: WritebackStatus,
@@ -104,7 +104,7 @@ impl From<Writeback> for WritebackView {
 pub struct JobView {
     pub job_id: Uuid,
     pub tenant: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub status: JobStatus,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
@@ -149,7 +149,7 @@ impl JobView {
         JobView {
             job_id: job.id,
             tenant: job.tenant.clone(),
-            kind: job.kind.clone(),
+            kind: job.kind,
             status: job.status,
             attempts: job.attempts,
             created_at: job.created_at,
@@ -178,10 +178,9 @@ impl JobView {
 /// `GET /v1/jobs/{id}`.
 pub async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Admin,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Json<JobView>, Problem> {
-    require_admin(&headers, state.admin_token.as_ref())?;
     let id = parse_id(&id)?;
     let job = state
         .store
@@ -215,44 +214,71 @@ pub struct JobPage {
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
+/// The query of `GET /v1/jobs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default, deserialize_with = "params::opt_text")]
+    tenant: Option<String>,
+    #[serde(default, deserialize_with = "status")]
+    status: Option<JobStatus>,
+    /// Matched exactly: a kind that does not exist matches no job.
+    #[serde(default, deserialize_with = "params::opt_text")]
+    kind: Option<String>,
+    #[serde(default, rename = "ref", deserialize_with = "params::opt_text")]
+    reference: Option<String>,
+    #[serde(default, deserialize_with = "limit")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "cursor")]
+    cursor: Option<Uuid>,
+}
+
+fn status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JobStatus>, D::Error> {
+    params::opt_parsed(d, JobStatus::parse, |v| {
+        format!("status must be one of queued, running, succeeded, skipped, failed, dead (got {v})")
+    })
+}
+
+fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    params::opt_parsed(
+        d,
+        |v| v.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)),
+        |_| format!("limit must be 1 to {MAX_LIMIT}"),
+    )
+}
+
+fn cursor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
+    params::opt_parsed(
+        d,
+        |v| Uuid::parse_str(v).ok(),
+        |_| "cursor is not a job id".to_string(),
+    )
+}
+
 /// `GET /v1/jobs?tenant&status&kind&ref&limit&cursor`.
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    _: Admin,
+    ValidQuery(query): ValidQuery<ListQuery>,
 ) -> Result<Json<JobPage>, Problem> {
-    require_admin(&headers, state.admin_token.as_ref())?;
-    let mut filter = JobFilter {
-        limit: DEFAULT_LIMIT,
-        ..JobFilter::default()
+    let kind = match query.kind.as_deref().map(JobKind::parse) {
+        Some(None) => {
+            return Ok(Json(JobPage {
+                jobs: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+        Some(kind) => kind,
+        None => None,
     };
-    for (key, value) in &query {
-        let value = value.trim();
-        if value.is_empty() {
-            continue;
-        }
-        match key.as_str() {
-            "tenant" => filter.tenant = Some(value.to_string()),
-            "kind" => filter.kind = Some(value.to_string()),
-            "ref" => filter.reference = Some(value.to_string()),
-            "status" => {
-                filter.status = Some(JobStatus::parse(value).ok_or_else(|| {
-                    Problem::bad_query(format!(
-                        "status must be one of queued, running, succeeded, skipped, failed, dead (got {value})"
-                    ))
-                })?)
-            }
-            "limit" => {
-                filter.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| Problem::bad_query(format!("limit must be 1 to {MAX_LIMIT}")))?
-            }
-            "cursor" => filter.before = Some(parse_id(value).map_err(|_| Problem::bad_query("cursor is not a job id"))?),
-            other => return Err(Problem::bad_query(format!("unknown query parameter {other}"))),
-        }
-    }
+    let filter = JobFilter {
+        tenant: query.tenant,
+        status: query.status,
+        kind,
+        reference: query.reference,
+        before: query.cursor,
+        limit: query.limit.unwrap_or(DEFAULT_LIMIT),
+    };
     let jobs = state.store.jobs(&filter).await?;
     let next_cursor = (jobs.len() as u32 == filter.limit)
         .then(|| jobs.last().map(|j| j.id))
@@ -266,10 +292,9 @@ pub async fn list(
 /// `POST /v1/jobs/{id}/retry`: re-queue a failed or dead job now.
 pub async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Admin,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Accepted, Problem> {
-    require_admin(&headers, state.admin_token.as_ref())?;
     let id = parse_id(&id)?;
     match state.store.retry(id, Utc::now()).await? {
         RetryResult::Requeued(job) => {

@@ -3,6 +3,7 @@
 mod auth;
 mod check;
 mod events;
+mod extract;
 mod grades;
 mod health;
 mod jobs;

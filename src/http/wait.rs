@@ -1,5 +1,6 @@
 //! `?wait=N`, shared by every endpoint that admits a job: wait for the job's
-//! outcome, then answer `200` with it, or `202` while it is not final.
+//! outcome, then answer `200` with it, or `202` while it is not final. The
+//! parameter itself is read by `extract::params::wait`.
 
 use std::time::Duration;
 
@@ -12,21 +13,8 @@ use super::jobs::{Accepted, JobView};
 use super::problem::Problem;
 use crate::store::{Job, JobStatus};
 
-/// The longest `?wait`.
-const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting request looks at its job (works across replicas).
 const POLL: Duration = Duration::from_millis(20);
-
-/// Reads the value of `?wait`: seconds, fractions allowed, clamped to 30.
-pub(super) fn parse(value: &str) -> Result<Duration, Problem> {
-    let secs: f64 = value
-        .trim()
-        .parse()
-        .ok()
-        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| Problem::bad_query("wait must be a number of seconds (at most 30)"))?;
-    Ok(Duration::from_secs_f64(secs).min(MAX_WAIT))
-}
 
 /// Waits up to `wait` for the job to become final, then answers: `200` with its
 /// outcome when final, else `202`.

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    Attempt, EnrolmentRecord, EnrolmentState, Finish, Job, JobStatus, StoreError, StoreResult,
-    Writeback, WritebackStatus,
+    Attempt, EnrolmentRecord, EnrolmentState, Entity, Finish, Job, JobKind, JobStatus, QueueStat,
+    StoreError, StoreResult, Writeback, WritebackStatus,
 };
 use crate::moodle::CallRecord;
 
@@ -56,48 +56,41 @@ pub(super) fn job_status(s: &str) -> StoreResult<JobStatus> {
     JobStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
 }
 
-/// The stored name of a write-back status.
-pub(super) fn writeback_status_str(s: WritebackStatus) -> &'static str {
-    match s {
-        WritebackStatus::Pending => "pending",
-        WritebackStatus::Delivered => "delivered",
-        WritebackStatus::Superseded => "superseded",
-        WritebackStatus::Dead => "dead",
-    }
+/// A stored job kind.
+pub(super) fn job_kind(s: &str) -> StoreResult<JobKind> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job kind {s:?}")))
 }
 
 /// A stored write-back status.
 pub(super) fn writeback_status(s: &str) -> StoreResult<WritebackStatus> {
-    match s {
-        "pending" => Ok(WritebackStatus::Pending),
-        "delivered" => Ok(WritebackStatus::Delivered),
-        "superseded" => Ok(WritebackStatus::Superseded),
-        "dead" => Ok(WritebackStatus::Dead),
-        _ => Err(StoreError::Corrupt(format!(
-            "unknown write-back status {s:?}"
-        ))),
-    }
+    WritebackStatus::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown write-back status {s:?}")))
 }
 
-/// The stored name of an enrolment state.
-pub(super) fn enrolment_state_str(s: EnrolmentState) -> &'static str {
-    match s {
-        EnrolmentState::Active => "active",
-        EnrolmentState::Suspended => "suspended",
-        EnrolmentState::Unenrolled => "unenrolled",
-    }
+/// A stored write-back entity.
+pub(super) fn entity(s: &str) -> StoreResult<Entity> {
+    Entity::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown write-back entity {s:?}")))
 }
 
 /// A stored enrolment state.
 pub(super) fn enrolment_state(s: &str) -> StoreResult<EnrolmentState> {
-    match s {
-        "active" => Ok(EnrolmentState::Active),
-        "suspended" => Ok(EnrolmentState::Suspended),
-        "unenrolled" => Ok(EnrolmentState::Unenrolled),
-        _ => Err(StoreError::Corrupt(format!(
-            "unknown enrolment state {s:?}"
-        ))),
-    }
+    EnrolmentState::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown enrolment state {s:?}")))
+}
+
+/// A queue figure from its decoded columns.
+pub(super) fn queue_stat(
+    tenant: String,
+    status: String,
+    count: i64,
+    oldest: Option<DateTime<Utc>>,
+) -> StoreResult<QueueStat> {
+    Ok(QueueStat {
+        tenant,
+        status: job_status(&status)?,
+        count: u64::try_from(count).unwrap_or(0),
+        oldest,
+    })
 }
 
 /// A stored counter (attempts, attempt numbers) as the API's `u32`.
@@ -166,7 +159,7 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// What [`super::Store::admit`] does once it has found (or not) the job that
+/// What [`super::JobQueue::admit`] does once it has found (or not) the job that
 /// decides: one place for SPEC §2 so both back-ends agree.
 pub(super) enum Decision {
     /// Return this job as it is.
@@ -254,7 +247,7 @@ impl RawJob {
             id: self.id,
             seq: self.seq,
             tenant: self.tenant,
-            kind: self.kind,
+            kind: job_kind(&self.kind)?,
             event: self.event,
             keys,
             status: job_status(&self.status)?,
@@ -320,7 +313,7 @@ impl RawWriteback {
             id: self.id,
             job_id: self.job_id,
             tenant: self.tenant,
-            entity: self.entity,
+            entity: entity(&self.entity)?,
             apit_id: self.apit_id,
             payload: self.payload,
             status: writeback_status(&self.status)?,
@@ -407,14 +400,20 @@ mod tests {
             WritebackStatus::Superseded,
             WritebackStatus::Dead,
         ] {
-            assert_eq!(writeback_status(writeback_status_str(s)).unwrap(), s);
+            assert_eq!(writeback_status(s.as_str()).unwrap(), s);
         }
         for s in [
             EnrolmentState::Active,
             EnrolmentState::Suspended,
             EnrolmentState::Unenrolled,
         ] {
-            assert_eq!(enrolment_state(enrolment_state_str(s)).unwrap(), s);
+            assert_eq!(enrolment_state(s.as_str()).unwrap(), s);
+        }
+        for e in Entity::ALL {
+            assert_eq!(entity(e.as_str()).unwrap(), e);
+        }
+        for k in JobKind::ALL {
+            assert_eq!(job_kind(k.as_str()).unwrap(), k);
         }
     }
 }

@@ -2,10 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use super::{Run, Step, SyncError, skip};
-use crate::events::{CourseInfo, CourseType, Event};
-use crate::moodle::{Course, CourseUpdate, NewCourse};
-use crate::store::{Link, LinkKind};
+use crate::events::{
+    Course, CourseDateChanged, CourseInfo, CourseSaved, CourseType, Maybe, SavedCourse,
+};
+use crate::moodle::{Course as MoodleCourse, CourseUpdate, NewCourse};
+use crate::store::{Entity, Link, LinkKind};
 
 /// Moodle's limits (moodle-ws.md §3).
 const SHORTNAME_MAX: usize = 255;
@@ -25,17 +29,17 @@ pub(crate) struct SentCourse {
 
 impl SentCourse {
     /// What the event says the course should look like (absent fields stay absent).
-    fn from_event(course: &CourseInfo) -> Self {
+    fn from_event<L: Maybe<String>, D: Maybe<DateTime<Utc>>>(course: &Course<L, D>) -> Self {
         SentCourse {
-            fullname: course.label.clone(),
+            fullname: course.label().map(str::to_string),
             summary: course.template.as_ref().and_then(|t| t.aims.clone()),
-            startdate: course.start.map(|t| t.timestamp()),
-            enddate: course.end.map(|t| t.timestamp()),
+            startdate: course.start().map(|t| t.timestamp()),
+            enddate: course.end().map(|t| t.timestamp()),
         }
     }
 
     /// What Moodle holds now.
-    fn from_moodle(c: &Course) -> Self {
+    fn from_moodle(c: &MoodleCourse) -> Self {
         SentCourse {
             fullname: Some(c.fullname.clone()),
             summary: c.summary.clone(),
@@ -51,7 +55,8 @@ impl SentCourse {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct serialises")
+        // Plain strings and integers: serialising cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Fields of `self` (desired) that differ from `before`; dates travel together.
@@ -95,19 +100,27 @@ impl SentCourse {
     }
 }
 
-/// Where a resolved course came from.
-enum Found {
+/// Where a course found without creating it came from.
+enum Known {
     /// The link table (a course this service saw before); with what was last sent.
     Linked(Option<SentCourse>),
     /// Looked up in Moodle (by id or idnumber), with what Moodle holds.
     InMoodle(SentCourse),
-    /// Created just now.
-    Created,
+}
+
+impl Known {
+    /// What Moodle is believed to hold now.
+    fn before(self) -> SentCourse {
+        match self {
+            Known::Linked(before) => before.unwrap_or_default(),
+            Known::InMoodle(before) => before,
+        }
+    }
 }
 
 /// `<label> (<course id>)`, the label cut so the whole fits Moodle's 255 characters.
-fn shortname_for(course: &CourseInfo, label: &str) -> String {
-    let suffix = format!(" ({})", course.id);
+fn shortname_for(course_id: &str, label: &str) -> String {
+    let suffix = format!(" ({course_id})");
     let room = SHORTNAME_MAX.saturating_sub(suffix.chars().count());
     let label: String = label.chars().take(room).collect();
     format!("{}{suffix}", label.trim_end())
@@ -115,37 +128,30 @@ fn shortname_for(course: &CourseInfo, label: &str) -> String {
 
 impl Run<'_, '_> {
     /// course-saved (SPEC §3).
-    pub(crate) async fn course_saved(&mut self, event: &Event) -> Step<()> {
+    pub(crate) async fn course_saved(&mut self, event: &CourseSaved) -> Step<()> {
         let course = &event.course;
         if course.kind() == CourseType::Elearning {
             return self.link_template(course).await;
         }
-        let (id, found) = self.resolve_course(course, true).await?;
-        match found {
-            Found::Created => Ok(()),
-            Found::Linked(before) => {
-                self.update_if_changed(id, course, before.unwrap_or_default())
-                    .await
-            }
-            Found::InMoodle(before) => self.update_if_changed(id, course, before).await,
+        match self.find_course(course).await? {
+            Some((id, known)) => self.update_if_changed(id, course, known.before()).await,
+            None => self.create_course(course).await.map(|_| ()),
         }
     }
 
     /// course-date-changed (SPEC §3): both dates, only when they changed.
-    pub(crate) async fn course_date_changed(&mut self, event: &Event) -> Step<()> {
+    pub(crate) async fn course_date_changed(&mut self, event: &CourseDateChanged) -> Step<()> {
         let course = &event.course;
         if course.kind() == CourseType::Elearning {
             return skip("eLearning courses take their dates from the template's Moodle course");
         }
-        let (id, found) = self.resolve_course(course, false).await?;
-        let before = match found {
-            Found::Linked(before) => before.unwrap_or_default(),
-            Found::InMoodle(before) => before,
-            Found::Created => unreachable!("resolve_course(create = false) never creates"),
+        let Some((id, known)) = self.find_course(course).await? else {
+            return skip("the course is not in Moodle");
         };
+        let before = known.before();
         let wanted = SentCourse {
-            startdate: course.start.map(|t| t.timestamp()),
-            enddate: course.end.map(|t| t.timestamp()),
+            startdate: Some(course.start.timestamp()),
+            enddate: Some(course.end.timestamp()),
             ..SentCourse::default()
         };
         let changes = wanted.changes_from(&before);
@@ -153,25 +159,28 @@ impl Run<'_, '_> {
             self.outcome.step("dates unchanged: nothing sent");
             return Ok(());
         }
-        self.send_update(id, course, &before, &changes).await
+        self.send_update(id, &course.id, &before, &changes).await
     }
 
-    /// The Moodle course of a classroom/webinar course: payload → link → idnumber
-    /// → (when `create`) a new course.
-    async fn resolve_course(&mut self, course: &CourseInfo, create: bool) -> Step<(i64, Found)> {
+    /// The Moodle course of a classroom/webinar course, without creating one:
+    /// payload → link → idnumber. Skips the job when the course is not synced.
+    async fn find_course<L: Maybe<String>, D: Maybe<DateTime<Utc>>>(
+        &mut self,
+        course: &Course<L, D>,
+    ) -> Step<Option<(i64, Known)>> {
         if course.sync_to_moodle == Some(false) {
             return skip("the course is not marked \"Sync to Moodle\"");
         }
         let ctx = self.ctx;
         let link = ctx
-            .store
+            .links
             .link(ctx.tenant, LinkKind::Course, &course.id)
             .await?;
 
         if let Some(given) = course.moodle_id {
-            let found = match &link {
+            let known = match &link {
                 // Verified when it was linked.
-                Some(l) if l.moodle_id == given => Found::Linked(SentCourse::from_link(l)),
+                Some(l) if l.moodle_id == given => Known::Linked(SentCourse::from_link(l)),
                 _ => {
                     let Some(c) = ctx.moodle.course_by_id(given).await? else {
                         return Err(SyncError::data(format!(
@@ -186,41 +195,43 @@ impl Run<'_, '_> {
                     self.remember_course(&course.id, given, &baseline).await?;
                     self.outcome
                         .step(format!("course linked to the given Moodle course {given}"));
-                    Found::InMoodle(baseline)
+                    Known::InMoodle(baseline)
                 }
             };
             self.outcome.moodle.course_id = Some(given);
-            self.write_back("course", &course.id, given).await?;
-            return Ok((given, found));
+            self.write_back(Entity::Course, &course.id, given).await?;
+            return Ok(Some((given, known)));
         }
 
         if let Some(l) = link {
             self.outcome.moodle.course_id = Some(l.moodle_id);
-            return Ok((l.moodle_id, Found::Linked(SentCourse::from_link(&l))));
+            return Ok(Some((
+                l.moodle_id,
+                Known::Linked(SentCourse::from_link(&l)),
+            )));
         }
 
         let idnumber = ctx.config.course_idnumber(&course.id);
-        if let Some(c) = ctx.moodle.course_by_idnumber(&idnumber).await? {
-            let before = SentCourse::from_moodle(&c);
-            self.remember_course(&course.id, c.id, &before).await?;
-            self.outcome
-                .step(format!("course found by idnumber {idnumber}: {}", c.id));
-            self.outcome.moodle.course_id = Some(c.id);
-            self.write_back("course", &course.id, c.id).await?;
-            return Ok((c.id, Found::InMoodle(before)));
-        }
-        if !create {
-            return skip("the course is not in Moodle");
-        }
-        let id = self.create_course(course, &idnumber).await?;
-        self.outcome.moodle.course_id = Some(id);
-        self.write_back("course", &course.id, id).await?;
-        Ok((id, Found::Created))
+        let Some(c) = ctx.moodle.course_by_idnumber(&idnumber).await? else {
+            return Ok(None);
+        };
+        let before = SentCourse::from_moodle(&c);
+        self.remember_course(&course.id, c.id, &before).await?;
+        self.outcome
+            .step(format!("course found by idnumber {idnumber}: {}", c.id));
+        self.outcome.moodle.course_id = Some(c.id);
+        self.write_back(Entity::Course, &course.id, c.id).await?;
+        Ok(Some((c.id, Known::InMoodle(before))))
     }
 
-    async fn create_course(&mut self, course: &CourseInfo, idnumber: &str) -> Step<i64> {
+    /// A new Moodle course (written back), or ours made by a racing create.
+    async fn create_course<L: Maybe<String>, D: Maybe<DateTime<Utc>>>(
+        &mut self,
+        course: &Course<L, D>,
+    ) -> Step<i64> {
         let ctx = self.ctx;
-        let Some(label) = course.label.as_deref() else {
+        let idnumber = ctx.config.course_idnumber(&course.id);
+        let Some(label) = course.label() else {
             return Err(SyncError::data(format!(
                 "accessplanit course {} is not in Moodle yet and the event has no course.label to create it with",
                 course.id
@@ -230,7 +241,7 @@ impl Run<'_, '_> {
         let sent = SentCourse::from_event(course);
         let new = NewCourse {
             fullname: label.to_string(),
-            shortname: shortname_for(course, label),
+            shortname: shortname_for(&course.id, label),
             categoryid: ctx.config.category_id,
             idnumber: idnumber.to_string(),
             summary: sent.summary.clone(),
@@ -238,11 +249,11 @@ impl Run<'_, '_> {
             enddate: sent.enddate,
             visible: Some(true),
         };
-        match ctx.moodle.create_course(&new).await {
+        let id = match ctx.moodle.create_course(&new).await {
             Ok(id) => {
                 self.remember_course(&course.id, id, &sent).await?;
                 self.outcome.step(format!("course created: {id}"));
-                Ok(id)
+                id
             }
             Err(e)
                 if matches!(
@@ -250,17 +261,20 @@ impl Run<'_, '_> {
                     Some("shortnametaken" | "courseidnumbertaken")
                 ) =>
             {
-                self.adopt_after_clash(course, idnumber, &new.shortname, e.errorcode())
-                    .await
+                self.adopt_after_clash(&course.id, &idnumber, &new.shortname, e.errorcode())
+                    .await?
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        self.outcome.moodle.course_id = Some(id);
+        self.write_back(Entity::Course, &course.id, id).await?;
+        Ok(id)
     }
 
     /// A create answered "already taken": a racing create of ours, or a clash.
     async fn adopt_after_clash(
         &mut self,
-        course: &CourseInfo,
+        course_id: &str,
         idnumber: &str,
         shortname: &str,
         code: Option<&str>,
@@ -275,7 +289,7 @@ impl Run<'_, '_> {
                 .filter(|c| c.idnumber.as_deref() == Some(idnumber)),
         };
         if let Some(c) = ours {
-            self.remember_course(&course.id, c.id, &SentCourse::from_moodle(&c))
+            self.remember_course(course_id, c.id, &SentCourse::from_moodle(&c))
                 .await?;
             self.outcome.step(format!(
                 "course already existed with idnumber {idnumber}: {}",
@@ -301,7 +315,7 @@ impl Run<'_, '_> {
     async fn update_if_changed(
         &mut self,
         id: i64,
-        course: &CourseInfo,
+        course: &SavedCourse,
         before: SentCourse,
     ) -> Step<()> {
         if !self.ctx.config.update_on_save {
@@ -314,13 +328,13 @@ impl Run<'_, '_> {
             self.outcome.step("course unchanged: nothing sent");
             return Ok(());
         }
-        self.send_update(id, course, &before, &changes).await
+        self.send_update(id, &course.id, &before, &changes).await
     }
 
     async fn send_update(
         &mut self,
         id: i64,
-        course: &CourseInfo,
+        course_id: &str,
         before: &SentCourse,
         changes: &SentCourse,
     ) -> Step<()> {
@@ -345,7 +359,7 @@ impl Run<'_, '_> {
         }
         self.outcome
             .step(format!("course {id} updated: {}", fields.join(", ")));
-        self.remember_course(&course.id, id, &before.merged(changes))
+        self.remember_course(course_id, id, &before.merged(changes))
             .await?;
         Ok(())
     }
@@ -356,14 +370,14 @@ impl Run<'_, '_> {
             last_sent: Some(sent.to_json()),
         };
         self.ctx
-            .store
+            .links
             .put_link(self.ctx.tenant, LinkKind::Course, apit_id, &link)
             .await?;
         Ok(())
     }
 
     /// course-saved for eLearning: record the template's Moodle course, never create one.
-    async fn link_template(&mut self, course: &CourseInfo) -> Step<()> {
+    async fn link_template(&mut self, course: &SavedCourse) -> Step<()> {
         let template = course.template.clone().unwrap_or_default();
         let Some(moodle_id) = template.moodle_id else {
             return skip("template has no Moodle ID");
@@ -381,7 +395,7 @@ impl Run<'_, '_> {
                 moodle_id,
                 last_sent: None,
             };
-            ctx.store
+            ctx.links
                 .put_link(ctx.tenant, LinkKind::Template, template_id, &link)
                 .await?;
         }
@@ -393,20 +407,35 @@ impl Run<'_, '_> {
 
     /// The Moodle course a booking enrols on: classroom/webinar courses are
     /// created on the fly; eLearning uses the template's Moodle course.
-    pub(crate) async fn course_for_booking(
-        &mut self,
-        course: &CourseInfo,
-        create: bool,
-    ) -> Step<i64> {
-        if course.kind() != CourseType::Elearning {
-            return Ok(self.resolve_course(course, create).await?.0);
+    pub(crate) async fn course_for_booking(&mut self, course: &CourseInfo) -> Step<i64> {
+        if course.kind() == CourseType::Elearning {
+            return self.template_course(course).await;
         }
+        match self.find_course(course).await? {
+            Some((id, _)) => Ok(id),
+            None => self.create_course(course).await,
+        }
+    }
+
+    /// The Moodle course a cancelled booking was enrolled on; never creates one.
+    pub(crate) async fn existing_course_for_booking(&mut self, course: &CourseInfo) -> Step<i64> {
+        if course.kind() == CourseType::Elearning {
+            return self.template_course(course).await;
+        }
+        match self.find_course(course).await? {
+            Some((id, _)) => Ok(id),
+            None => skip("the course is not in Moodle"),
+        }
+    }
+
+    /// An eLearning course's Moodle course: the template's, given or linked.
+    async fn template_course(&mut self, course: &CourseInfo) -> Step<i64> {
         let template = course.template.clone().unwrap_or_default();
         let id = match (template.moodle_id, &template.id) {
             (Some(id), _) => id,
             (None, Some(tid)) => {
                 let ctx = self.ctx;
-                match ctx.store.link(ctx.tenant, LinkKind::Template, tid).await? {
+                match ctx.links.link(ctx.tenant, LinkKind::Template, tid).await? {
                     Some(l) => l.moodle_id,
                     None => return skip("template has no Moodle ID"),
                 }
@@ -424,14 +453,9 @@ mod tests {
 
     #[test]
     fn shortname_is_label_and_id_cut_to_moodle_limit() {
-        let mut c = CourseInfo {
-            id: "C1001".into(),
-            ..Default::default()
-        };
-        assert_eq!(shortname_for(&c, "First Aid"), "First Aid (C1001)");
-        c.id = "C9".into();
+        assert_eq!(shortname_for("C1001", "First Aid"), "First Aid (C1001)");
         let long = "x".repeat(300);
-        let s = shortname_for(&c, &long);
+        let s = shortname_for("C9", &long);
         assert_eq!(s.chars().count(), 255);
         assert!(s.ends_with(" (C9)"));
     }

@@ -19,10 +19,7 @@ use uuid::Uuid;
 use super::{Context, Disposition, Handled, Outcome, SyncError, queue_write_back};
 use crate::config::CallbackKind;
 use crate::moodle::{Completion, CourseTotal, ErrorClass, Moodle, MoodleError};
-use crate::store::{EnrolmentRecord, NewJob};
-
-/// The job kind of a grades pass.
-pub const KIND: &str = "grades-sync";
+use crate::store::{EnrolmentRecord, Entity, JobKind, NewJob};
 
 /// What started a pass (stored as the job's event, for people reading the job list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +49,12 @@ pub fn job(tenant: &str, trigger: Trigger) -> NewJob {
     NewJob {
         id: Uuid::now_v7(),
         tenant: tenant.to_string(),
-        kind: KIND.to_string(),
+        kind: JobKind::GradesSync,
         event: json!({ "trigger": trigger.as_str() }),
         keys: vec![format!("{tenant}:grades")],
         idempotency_key: None,
-        entity: KIND.to_string(),
-        body_hash: hex::encode(Sha256::digest(KIND.as_bytes())),
+        entity: JobKind::GradesSync.as_str().to_string(),
+        body_hash: hex::encode(Sha256::digest(JobKind::GradesSync.as_str())),
     }
 }
 
@@ -226,7 +223,7 @@ impl Pass<'_, '_> {
             ));
         }
         // Active only: cancelled bookings (suspended or unenrolled) are left out.
-        let enrolments = ctx.store.enrolments(ctx.tenant, true).await?;
+        let enrolments = ctx.links.enrolments(ctx.tenant, true).await?;
         if enrolments.is_empty() {
             return Ok(Done::Nothing("no active enrolments"));
         }
@@ -312,7 +309,7 @@ impl Pass<'_, '_> {
             }
             queue_write_back(
                 self.ctx,
-                "delegate",
+                Entity::Delegate,
                 &enrolment.booking_id,
                 enrolment.moodle_user_id,
                 score.payload(course_id),
@@ -320,9 +317,10 @@ impl Pass<'_, '_> {
             .await?;
             // After queueing: a crash in between re-queues the same payload next
             // pass, which the outbox drops as a duplicate.
-            let stored = serde_json::to_value(&score).expect("a score serializes");
+            // Plain numbers and options: serialising cannot fail.
+            let stored = serde_json::to_value(&score).unwrap_or_default();
             self.ctx
-                .store
+                .links
                 .set_last_score(self.ctx.tenant, &enrolment.booking_id, &stored)
                 .await?;
             written += 1;
@@ -481,7 +479,10 @@ mod tests {
             job("acme", Trigger::Schedule),
             job("acme", Trigger::Request),
         );
-        assert_eq!((a.entity.as_str(), a.kind.as_str()), (KIND, KIND));
+        assert_eq!(
+            (a.entity.as_str(), a.kind),
+            ("grades-sync", JobKind::GradesSync)
+        );
         assert_eq!(a.body_hash, b.body_hash);
         assert_eq!(a.keys, vec!["acme:grades".to_string()]);
         assert_ne!(a.id, b.id);

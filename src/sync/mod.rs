@@ -1,7 +1,7 @@
 //! The handler layer: one event → the Moodle steps of SPEC §3 → links and write-backs.
 //!
-//! Plain code over two interfaces ([`Moodle`] and [`Store`]), no HTTP types, so
-//! it is testable without a server. Every step is find-or-create by a
+//! Plain code over three small interfaces ([`Moodle`], [`Links`] and [`Outbox`]),
+//! no HTTP types, so it is testable without a server. Every step is find-or-create by a
 //! deterministic key, so running a job again (after a crash or a retry) is safe.
 
 mod booking;
@@ -17,16 +17,19 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::config::{CallbackKind, TenantConfig};
-use crate::events::{Event, EventKind};
+use crate::events::Event;
 use crate::moodle::{ErrorClass, Moodle, MoodleError};
-use crate::store::{NewWriteback, Store, StoreError};
+use crate::store::{Entity, Links, NewWriteback, Outbox, StoreError};
 
 /// Everything a handler needs for one job.
 pub struct Context<'a> {
     pub tenant: &'a str,
     pub config: &'a TenantConfig,
     pub moodle: &'a dyn Moodle,
-    pub store: &'a dyn Store,
+    /// What Moodle and accessplanit already know.
+    pub links: &'a dyn Links,
+    /// Where write-backs are queued.
+    pub outbox: &'a dyn Outbox,
     /// The job the write-backs belong to.
     pub job_id: Option<Uuid>,
     pub now: DateTime<Utc>,
@@ -162,11 +165,11 @@ pub async fn handle(ctx: &Context<'_>, event: &Event) -> Handled {
         ctx,
         outcome: Outcome::default(),
     };
-    let result = match event.kind {
-        EventKind::CourseSaved => run.course_saved(event).await,
-        EventKind::CourseDateChanged => run.course_date_changed(event).await,
-        EventKind::BookingCreated => run.booking_created(event).await,
-        EventKind::BookingCancelled => run.booking_cancelled(event).await,
+    let result = match event {
+        Event::CourseSaved(e) => run.course_saved(e).await,
+        Event::CourseDateChanged(e) => run.course_date_changed(e).await,
+        Event::BookingCreated(e) => run.booking_created(e).await,
+        Event::BookingCancelled(e) => run.booking_cancelled(e).await,
     };
     let Run { mut outcome, .. } = run;
     let result = match result {
@@ -188,10 +191,11 @@ pub(crate) struct Run<'c, 'a> {
 
 impl Run<'_, '_> {
     /// Queues a write-back of a Moodle ID accessplanit does not have yet.
-    async fn write_back(&mut self, entity: &str, apit_id: &str, moodle_id: i64) -> Step<()> {
+    async fn write_back(&mut self, entity: Entity, apit_id: &str, moodle_id: i64) -> Step<()> {
         if queue_write_back(self.ctx, entity, apit_id, moodle_id, Map::new()).await? {
             self.outcome.step(format!(
-                "write-back queued: {entity} {apit_id} → {moodle_id}"
+                "write-back queued: {} {apit_id} → {moodle_id}",
+                entity.as_str()
             ));
         }
         Ok(())
@@ -204,7 +208,7 @@ impl Run<'_, '_> {
 /// payload (a re-run job does not send it twice).
 pub(crate) async fn queue_write_back(
     ctx: &Context<'_>,
-    entity: &str,
+    entity: Entity,
     apit_id: &str,
     moodle_id: i64,
     extra: Map<String, Value>,
@@ -214,19 +218,19 @@ pub(crate) async fn queue_write_back(
     }
     let mut payload = json!({
         "tenant": ctx.tenant,
-        "entity": entity,
+        "entity": entity.as_str(),
         "accessplanit_id": apit_id,
         "moodle_id": moodle_id,
     });
     if let Value::Object(fields) = &mut payload {
         fields.extend(extra);
     }
-    ctx.store
+    ctx.outbox
         .enqueue_writeback(
             NewWriteback {
                 job_id: ctx.job_id,
                 tenant: ctx.tenant.to_string(),
-                entity: entity.to_string(),
+                entity,
                 apit_id: apit_id.to_string(),
                 payload,
             },

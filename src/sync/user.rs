@@ -3,7 +3,7 @@
 use super::{Run, Step, SyncError};
 use crate::events::UserInfo;
 use crate::moodle::{NewUser, User, UserField};
-use crate::store::{Link, LinkKind};
+use crate::store::{Entity, Link, LinkKind};
 
 /// Moodle's `user.username` limit, less room for a clash suffix (`-99`).
 const USERNAME_ROOM: usize = 100 - 3;
@@ -49,14 +49,23 @@ fn same_email(user: &User, email: &str) -> bool {
 const VISIBILITY_HINT: &str = "if such an account exists, the token cannot see it: give the integration role moodle/user:viewalldetails and moodle/site:viewuseridentity";
 
 impl Run<'_, '_> {
-    /// The Moodle user of a booking; created (and written back) when `create`.
-    pub(crate) async fn resolve_user(
-        &mut self,
-        user: &UserInfo,
-        create: bool,
-    ) -> Step<Option<i64>> {
+    /// The Moodle user of a booking, created (and written back) when Moodle has none.
+    pub(crate) async fn find_or_create_user(&mut self, user: &UserInfo) -> Step<i64> {
+        if let Some(id) = self.find_user(user).await? {
+            return Ok(id);
+        }
+        let idnumber = self.ctx.config.user_idnumber(&user.id);
+        let id = self.create_user(user, &idnumber).await?;
+        self.outcome.moodle.user_id = Some(id);
+        self.write_back(Entity::User, &user.id, id).await?;
+        Ok(id)
+    }
+
+    /// The Moodle user of a booking, looked up in order: payload → link →
+    /// idnumber → unique email; `None` when Moodle has none.
+    pub(crate) async fn find_user(&mut self, user: &UserInfo) -> Step<Option<i64>> {
         let ctx = self.ctx;
-        let link = ctx.store.link(ctx.tenant, LinkKind::User, &user.id).await?;
+        let link = ctx.links.link(ctx.tenant, LinkKind::User, &user.id).await?;
 
         if let Some(given) = user.moodle_id {
             if link.as_ref().is_none_or(|l| l.moodle_id != given) {
@@ -113,13 +122,7 @@ impl Run<'_, '_> {
             }
         }
 
-        if !create {
-            return Ok(None);
-        }
-        let id = self.create_user(user, &idnumber).await?;
-        self.outcome.moodle.user_id = Some(id);
-        self.write_back("user", &user.id, id).await?;
-        Ok(Some(id))
+        Ok(None)
     }
 
     /// Users whose email equals `email` ignoring case (Moodle's LIKE also
@@ -133,7 +136,7 @@ impl Run<'_, '_> {
         self.remember_user(&user.id, id).await?;
         self.outcome.step(step);
         self.outcome.moodle.user_id = Some(id);
-        self.write_back("user", &user.id, id).await?;
+        self.write_back(Entity::User, &user.id, id).await?;
         Ok(Some(id))
     }
 
@@ -143,7 +146,7 @@ impl Run<'_, '_> {
             last_sent: None,
         };
         let ctx = self.ctx;
-        ctx.store
+        ctx.links
             .put_link(ctx.tenant, LinkKind::User, apit_id, &link)
             .await?;
         Ok(())

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use apit_moodle_sync::moodle::CallRecord;
 use apit_moodle_sync::store::{
-    Admission, EnrolmentRecord, EnrolmentState, Finish, Job, JobFilter, JobStatus, Link, LinkKind,
-    NewJob, NewWriteback, QueueStat, RetryResult, Store, WritebackFinish, WritebackStatus,
+    Admission, EnrolmentRecord, EnrolmentState, Entity, Finish, Job, JobFilter, JobKind, JobStatus,
+    Link, LinkKind, NewJob, NewWriteback, QueueStat, RetryResult, Store, WritebackFinish,
+    WritebackStatus,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ fn event(tenant: &str, course: &str, body: Value, key: Option<&str>) -> NewJob {
     NewJob {
         id: Uuid::now_v7(),
         tenant: tenant.into(),
-        kind: "course-saved".into(),
+        kind: JobKind::parse("course-saved").unwrap(),
         body_hash: hex::encode(Sha256::digest(event.to_string().as_bytes())),
         event,
         keys: vec![format!("course:{course}")],
@@ -182,7 +183,7 @@ pub async fn admit_creates_a_queued_job(store: Arc<dyn Store>) {
 
     assert_eq!(job.id, new.id);
     assert_eq!(job.tenant, "acme");
-    assert_eq!(job.kind, "course-saved");
+    assert_eq!(job.kind.as_str(), "course-saved");
     assert_eq!(job.event, new.event);
     assert_eq!(job.keys, vec!["course:C1001".to_owned()]);
     assert_eq!(job.status, JobStatus::Queued);
@@ -1159,7 +1160,7 @@ fn writeback(job: Option<Uuid>, apit_id: &str, payload: Value) -> NewWriteback {
     NewWriteback {
         job_id: job,
         tenant: "acme".into(),
-        entity: "course".into(),
+        entity: Entity::Course,
         apit_id: apit_id.into(),
         payload,
     }
@@ -1402,7 +1403,7 @@ pub async fn jobs_list_filters_and_cursor(store: Arc<dyn Store>) {
     let mut course = event("acme", "C1001", json!({}), None);
     course.keys = vec!["course:C1001".into()];
     let mut booking = event("acme", "C1001", json!({"b": 1}), None);
-    booking.kind = "booking-created".into();
+    booking.kind = JobKind::parse("booking-created").unwrap();
     booking.entity = "booking-created:D555".into();
     booking.keys = vec![
         "course:C1001".into(),
@@ -1452,7 +1453,7 @@ pub async fn jobs_list_filters_and_cursor(store: Arc<dyn Store>) {
     );
     assert_eq!(
         list(JobFilter {
-            kind: Some("booking-created".into()),
+            kind: JobKind::parse("booking-created"),
             ..Default::default()
         })
         .await,

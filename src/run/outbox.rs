@@ -1,77 +1,77 @@
-//! The outbox loop: delivers queued write-backs, each with its own retries, so
-//! a callback outage never repeats Moodle work.
+//! The outbox runner: delivers queued write-backs, each with its own retries,
+//! so a callback outage never repeats Moodle work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
+use super::{Claimer, LoopSettings, claim_loop};
 use crate::metrics::Metrics;
 use crate::retry::{Next, Policy};
-use crate::store::{Store, Writeback, WritebackFinish, WritebackStatus};
+use crate::store::{Outbox, Store, StoreResult, Writeback, WritebackFinish, WritebackStatus};
 use crate::tenant::Tenants;
 
-/// Write-backs claimed per round.
-const BATCH: u32 = 16;
+/// Write-backs delivered at once.
+const SLOTS: usize = 16;
 
 /// Delivers write-backs until shut down.
-pub struct Outbox {
+pub struct OutboxRunner {
     pub store: Arc<dyn Store>,
     pub tenants: Tenants,
     pub policy: Policy,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// How long shutdown waits for deliveries in flight.
+    pub drain_timeout: Duration,
+    /// Signalled when a job finished (it may have queued write-backs).
+    pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
 }
 
-impl Outbox {
+impl OutboxRunner {
     /// Runs until `shutdown` turns true; deliveries in flight are finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let claimed = match self
-                .store
-                .claim_writebacks(Utc::now(), self.lease, BATCH)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim write-backs; will try again");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() as u32 == BATCH;
-            let mut deliveries = JoinSet::new();
-            for wb in claimed {
-                let store = self.store.clone();
-                let tenants = self.tenants.clone();
-                let policy = self.policy.clone();
-                let metrics = self.metrics.clone();
-                let span = tracing::info_span!("writeback", tenant = %wb.tenant, entity = %wb.entity, apit_id = %wb.apit_id, attempt = wb.attempts);
-                deliveries.spawn(
-                    async move { deliver(&*store, &tenants, &policy, &metrics, wb).await }
-                        .instrument(span),
-                );
-            }
-            while deliveries.join_next().await.is_some() {}
-            if full {
-                continue;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.poll_interval) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let settings = LoopSettings {
+            name: "outbox",
+            slots: SLOTS,
+            poll_interval: self.poll_interval,
+            drain_timeout: self.drain_timeout,
+        };
+        let wake = self.wake.clone();
+        claim_loop(self, settings, wake, shutdown).await;
+    }
+}
+
+#[async_trait]
+impl Claimer for OutboxRunner {
+    type Item = Writeback;
+
+    async fn claim(&self, limit: u32) -> StoreResult<Vec<Writeback>> {
+        self.store
+            .claim_writebacks(Utc::now(), self.lease, limit)
+            .await
+    }
+
+    async fn run(self: Arc<Self>, wb: Writeback) {
+        let span = tracing::info_span!(
+            "writeback",
+            tenant = %wb.tenant,
+            entity = wb.entity.as_str(),
+            apit_id = %wb.apit_id,
+            attempt = wb.attempts
+        );
+        deliver(&*self.store, &self.tenants, &self.policy, &self.metrics, wb)
+            .instrument(span)
+            .await;
     }
 }
 
 async fn deliver(
-    store: &dyn Store,
+    store: &dyn Outbox,
     tenants: &Tenants,
     policy: &Policy,
     metrics: &Metrics,
@@ -126,7 +126,7 @@ async fn deliver(
         WritebackStatus::Pending => "retry",
         _ => "dead",
     };
-    metrics.callback(&wb.entity, outcome, started.elapsed().as_secs_f64());
+    metrics.callback(wb.entity.as_str(), outcome, started.elapsed().as_secs_f64());
     if let Err(e) = store
         .finish_writeback(wb.id, wb.attempts, now, finish)
         .await

@@ -16,13 +16,13 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::CallbackKind;
-use crate::store::{Admission, JobFilter, Store, StoreResult};
+use crate::store::{Admission, JobFilter, JobKind, JobQueue, StoreResult};
 use crate::sync::grades::{self, Trigger};
 use crate::tenant::Tenants;
 
 /// Starts grades passes until shut down.
 pub struct GradesPoller {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn JobQueue>,
     pub tenants: Tenants,
     /// Signalled when a pass is admitted, so the worker starts it at once.
     pub wake: Arc<Notify>,
@@ -30,7 +30,9 @@ pub struct GradesPoller {
 
 impl GradesPoller {
     /// One task per tenant with polling on, until `shutdown` turns true.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+    /// With no tenant polling, it only waits for shutdown, so it never looks
+    /// like a part that stopped on its own.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         for tenant in self.tenants.iter() {
             let interval = tenant.config.grades.poll_interval;
@@ -52,11 +54,16 @@ impl GradesPoller {
                 tracing::error!(error = %e, "a grades poller stopped abnormally");
             }
         }
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 
 async fn poll(
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobQueue>,
     wake: Arc<Notify>,
     tenant: String,
     interval: Duration,
@@ -89,7 +96,7 @@ async fn poll(
 /// Admits a pass for `tenant` unless one was started in the window `now` falls in;
 /// `None` when none was due.
 pub async fn tick(
-    store: &dyn Store,
+    store: &dyn JobQueue,
     tenant: &str,
     interval: Duration,
     now: DateTime<Utc>,
@@ -97,7 +104,7 @@ pub async fn tick(
     let newest = store
         .jobs(&JobFilter {
             tenant: Some(tenant.to_string()),
-            kind: Some(grades::KIND.to_string()),
+            kind: Some(JobKind::GradesSync),
             limit: 1,
             ..JobFilter::default()
         })

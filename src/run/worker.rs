@@ -1,21 +1,23 @@
-//! The worker: claims due jobs (leases, per-key order), runs them through the
-//! handler layer, records each attempt, schedules retries, drains on shutdown.
+//! The job worker: claims due jobs (leases, per-key order), runs them through
+//! the handler layer, records each attempt and schedules retries.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
+
+use super::{Claimer, LoopSettings, claim_loop};
 
 use crate::config::WorkerConfig;
 use crate::events::Event;
 use crate::metrics::Metrics;
 use crate::moodle::{CallRecord, ErrorClass};
 use crate::retry::{Next, Pace, Policy};
-use crate::store::{Finish, Job, JobStatus, Store};
+use crate::store::{Finish, Job, JobKind, JobStatus, Store, StoreResult};
 use crate::sync::{self, Context, Disposition, Outcome, SyncError, grades};
 use crate::tenant::Tenants;
 
@@ -37,69 +39,23 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Signalled when a job is admitted, so it starts without waiting for the poll.
     pub wake: Arc<Notify>,
+    /// Signalled when a job finished, so its write-backs go out without waiting.
+    pub writebacks: Arc<Notify>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
     /// Claims and runs jobs until `shutdown` turns true, then lets running jobs
     /// finish (up to `worker.shutdown_timeout`).
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut running = JoinSet::new();
-        while !*shutdown.borrow() {
-            let free = slots.available_permits() as u32;
-            let mut more_waiting = false;
-            if free > 0 {
-                match self.store.claim(Utc::now(), self.config.lease, free).await {
-                    Ok(jobs) => {
-                        more_waiting = jobs.len() as u32 == free;
-                        for job in jobs {
-                            let permit = slots
-                                .clone()
-                                .try_acquire_owned()
-                                .expect("claimed no more jobs than free slots");
-                            let me = self.clone();
-                            running.spawn(async move {
-                                me.run_job(job).await;
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not claim jobs; will try again"),
-                }
-            }
-            while let Some(done) = running.try_join_next() {
-                report_panic(done);
-            }
-            if more_waiting && slots.available_permits() > 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = shutdown.changed() => {}
-                Some(done) = running.join_next(), if !running.is_empty() => report_panic(done),
-            }
-        }
-        let in_flight = running.len();
-        if in_flight > 0 {
-            tracing::info!(in_flight, "shutting down: waiting for running jobs");
-        }
-        let drain = async {
-            while let Some(done) = running.join_next().await {
-                report_panic(done);
-            }
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let settings = LoopSettings {
+            name: "worker",
+            slots: self.config.concurrency,
+            poll_interval: self.config.poll_interval,
+            drain_timeout: self.config.shutdown_timeout,
         };
-        if tokio::time::timeout(self.config.shutdown_timeout, drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                abandoned = running.len(),
-                "shutdown timeout: abandoning running jobs; they run again when their lease expires"
-            );
-            running.abort_all();
-        }
+        let wake = self.wake.clone();
+        claim_loop(self, settings, wake, shutdown).await;
     }
 
     async fn run_job(&self, job: Job) {
@@ -117,8 +73,11 @@ impl Worker {
             heartbeat.abort();
             let finish = self.decide(&job, outcome, result);
             let status = finish.status;
-            self.metrics.job_attempt(&job.kind, status, started.elapsed().as_secs_f64(), &finish.calls);
-            match self.store.finish(job.id, job.attempts, Utc::now(), finish).await {
+            self.metrics.job_attempt(job.kind.as_str(), status, started.elapsed().as_secs_f64(), &finish.calls);
+            let finished = self.store.finish(job.id, job.attempts, Utc::now(), finish).await;
+            // A finished job may have queued write-backs: deliver them now.
+            self.writebacks.notify_one();
+            match finished {
                 Ok(true) => tracing::debug!(status = status.as_str(), ms = started.elapsed().as_millis() as u64, "job attempt finished"),
                 Ok(false) => tracing::warn!("the job's lease was lost while it ran; another worker took it over"),
                 Err(e) => tracing::warn!(error = %e, "could not record the attempt; the job runs again after its lease expires"),
@@ -165,10 +124,9 @@ impl Worker {
             )));
         };
         // A grades pass has no event to read; everything else is a webhook event.
-        let event = if job.kind == grades::KIND {
-            None
-        } else {
-            match serde_json::from_value::<Event>(job.event.clone()) {
+        let event = match job.kind {
+            JobKind::GradesSync => None,
+            JobKind::Event(_) => match serde_json::from_value::<Event>(job.event.clone()) {
                 Ok(e) => Some(e),
                 Err(e) => {
                     return empty(SyncError {
@@ -177,14 +135,15 @@ impl Worker {
                         retry_after: None,
                     });
                 }
-            }
+            },
         };
         let session = tenant.moodle.session();
         let ctx = Context {
             tenant: &job.tenant,
             config: &tenant.config,
             moodle: &session,
-            store: &*self.store,
+            links: &*self.store,
+            outbox: &*self.store,
             job_id: Some(job.id),
             now: Utc::now(),
         };
@@ -249,10 +208,15 @@ impl Worker {
     }
 }
 
-fn report_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        if e.is_panic() {
-            tracing::error!(error = %e, "a job task panicked; the job runs again when its lease expires");
-        }
+#[async_trait]
+impl Claimer for Worker {
+    type Item = Job;
+
+    async fn claim(&self, limit: u32) -> StoreResult<Vec<Job>> {
+        self.store.claim(Utc::now(), self.config.lease, limit).await
+    }
+
+    async fn run(self: Arc<Self>, job: Job) {
+        self.run_job(job).await;
     }
 }

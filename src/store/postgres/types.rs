@@ -13,7 +13,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueFormat
 use sqlx::{Decode, Encode, Postgres, Type};
 use uuid::Uuid;
 
-use super::codec::{from_ms, to_ms};
+use crate::store::codec::{from_ms, to_ms};
 
 /// The built-in type OIDs (stable across PostgreSQL versions).
 const UUID_OID: Oid = Oid(2950);
@@ -25,7 +25,7 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// A `uuid` column or parameter.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct PgUuid(pub Uuid);
+pub(in crate::store) struct PgUuid(pub Uuid);
 
 impl Type<Postgres> for PgUuid {
     fn type_info() -> PgTypeInfo {
@@ -58,7 +58,7 @@ impl Decode<'_, Postgres> for PgUuid {
 
 /// A `timestamptz` column or parameter, at millisecond precision.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct PgTime(pub DateTime<Utc>);
+pub(in crate::store) struct PgTime(pub DateTime<Utc>);
 
 impl Type<Postgres> for PgTime {
     fn type_info() -> PgTypeInfo {
