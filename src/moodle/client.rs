@@ -138,12 +138,17 @@ impl MoodleClient {
     /// One POST to the endpoint, holding a permit: the JSON answer or its error, and
     /// the latency of the HTTP exchange itself (not the wait for a permit).
     async fn exchange(&self, request: &Request) -> (Result<Value, MoodleError>, u64) {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        // Nothing closes the semaphore today; if something ever does, the call fails
+        // like an unreachable site (transient) rather than taking the worker down.
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            let closed = MoodleError::Transport {
+                function: request.function.into(),
+                detail: "the client no longer takes calls (its concurrency limit was closed)"
+                    .into(),
+                timeout: false,
+            };
+            return (Err(closed), 0);
+        };
         let started = Instant::now();
         let answer = self.post(request).await;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -470,5 +475,26 @@ impl Moodle for MoodleSession {
     ) -> Result<Option<Completion>, MoodleError> {
         self.run(f::completion(courseid, userid), f::parse_completion)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_concurrency_limit_fails_the_call_instead_of_panicking() {
+        let client = MoodleClient::new(
+            "http://127.0.0.1:9",
+            SecretString::from("token"),
+            Duration::from_secs(1),
+            1,
+        )
+        .unwrap();
+        client.inner.permits.close();
+        let session = client.session();
+        let error = session.site_info().await.unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+        assert_eq!(session.calls()[0].outcome, "connection error");
     }
 }

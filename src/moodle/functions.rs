@@ -9,45 +9,11 @@ use serde_json::Value;
 
 use super::encode::FormParams;
 use super::sanitize;
+use super::wsfunction::*;
 use super::{
     Completion, Course, CourseTotal, CourseUpdate, Enrolment, MoodleError, NewCourse, NewUser,
     SiteInfo, Unenrolment, User, UserField,
 };
-
-pub(crate) const SITE_INFO: &str = "core_webservice_get_site_info";
-pub(crate) const COURSES_BY_FIELD: &str = "core_course_get_courses_by_field";
-pub(crate) const CREATE_COURSES: &str = "core_course_create_courses";
-pub(crate) const UPDATE_COURSES: &str = "core_course_update_courses";
-pub(crate) const USERS_BY_FIELD: &str = "core_user_get_users_by_field";
-pub(crate) const GET_USERS: &str = "core_user_get_users";
-pub(crate) const CREATE_USERS: &str = "core_user_create_users";
-pub(crate) const ENROL: &str = "enrol_manual_enrol_users";
-pub(crate) const UNENROL: &str = "enrol_manual_unenrol_users";
-pub(crate) const GRADE_ITEMS: &str = "gradereport_user_get_grade_items";
-pub(crate) const COMPLETION: &str = "core_completion_get_course_completion_status";
-
-/// Every function the service calls, for the preflight: the core set, plus the grade
-/// report when grades are polled and the completion status when completion is too.
-pub fn required_functions(grades: bool, completion: bool) -> Vec<&'static str> {
-    let mut out = vec![
-        SITE_INFO,
-        COURSES_BY_FIELD,
-        CREATE_COURSES,
-        UPDATE_COURSES,
-        USERS_BY_FIELD,
-        GET_USERS,
-        CREATE_USERS,
-        ENROL,
-        UNENROL,
-    ];
-    if grades {
-        out.push(GRADE_ITEMS);
-        if completion {
-            out.push(COMPLETION);
-        }
-    }
-    out
-}
 
 /// `summaryformat` for HTML summaries.
 const FORMAT_HTML: i64 = 1;

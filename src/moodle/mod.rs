@@ -12,11 +12,12 @@ mod functions;
 mod sanitize;
 #[cfg(test)]
 mod tests;
+pub(crate) mod wsfunction;
 
 pub use client::{ClientBuildError, MoodleClient, MoodleSession};
 pub use encode::{FormObject, FormParams, FormValue};
 pub use error::{ErrorClass, MoodleError, fix_add_functions, fix_grant_capabilities};
-pub use functions::required_functions;
+pub use wsfunction::required_functions;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use secrecy::SecretString;
 
-use super::functions as f;
+use super::wsfunction as ws;
 use super::*;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -191,26 +191,26 @@ async fn answer(
 /// Recorded success bodies (moodle-fixtures, trimmed), by function.
 fn success(seen: &Seen) -> Reply {
     Reply::json(match seen.function() {
-        f::SITE_INFO => {
+        ws::SITE_INFO => {
             r#"{"sitename":"APIT Moodle Rig","username":"apit_integration","userid":3,"siteurl":"http:\/\/127.0.0.1:8090","functions":[{"name":"core_webservice_get_site_info","version":"2024100700.09"}],"release":"4.5+ (Build: 20241205)","version":"2024100700.09"}"#
         }
-        f::COURSES_BY_FIELD => {
+        ws::COURSES_BY_FIELD => {
             r#"{"courses":[{"id":2,"fullname":"APIT Fire Safety Level 2","displayname":"APIT Fire Safety Level 2","shortname":"APIT-C1-52c2f4","categoryid":2,"summary":"","summaryformat":1,"idnumber":"apit-ev-1-52c2f4","startdate":1807002000,"enddate":1807174800,"visible":1}],"warnings":[]}"#
         }
-        f::CREATE_COURSES => r#"[{"id":2,"shortname":"APIT-C1-52c2f4"}]"#,
-        f::UPDATE_COURSES => r#"{"warnings":[]}"#,
-        f::USERS_BY_FIELD => {
+        ws::CREATE_COURSES => r#"[{"id":2,"shortname":"APIT-C1-52c2f4"}]"#,
+        ws::UPDATE_COURSES => r#"{"warnings":[]}"#,
+        ws::USERS_BY_FIELD => {
             r#"[{"id":6,"username":"apit.del1.52c2f4","fullname":"Del Apit","email":"del1.52c2f4@example.invalid","idnumber":"apit-p-1-52c2f4","suspended":false}]"#
         }
-        f::GET_USERS => {
+        ws::GET_USERS => {
             r#"{"users":[{"id":6,"username":"apit.del1.52c2f4","fullname":"Del Apit","email":"del1.52c2f4@example.invalid","suspended":false}],"warnings":[]}"#
         }
-        f::CREATE_USERS => r#"[{"id":6,"username":"apit.del1.52c2f4"}]"#,
-        f::ENROL | f::UNENROL => "null",
-        f::GRADE_ITEMS => {
+        ws::CREATE_USERS => r#"[{"id":6,"username":"apit.del1.52c2f4"}]"#,
+        ws::ENROL | ws::UNENROL => "null",
+        ws::GRADE_ITEMS => {
             r#"{"usergrades":[{"courseid":2,"userid":6,"useridnumber":"apit-p-1-52c2f4","gradeitems":[{"id":1,"itemtype":"course","graderaw":72.5,"grademin":0,"grademax":100}]}],"warnings":[]}"#
         }
-        f::COMPLETION => {
+        ws::COMPLETION => {
             r#"{"completionstatus":{"completed":false,"aggregation":1,"completions":[{"type":2,"complete":false,"timecompleted":null}]},"warnings":[]}"#
         }
         other => panic!("no canned answer for {other}"),

@@ -1,6 +1,4 @@
-//! The preflight (`apit-moodle-sync check`, `GET /v1/tenants/{tenant}/check`): asks each
-//! tenant's Moodle and write-back target whether the service can work there, without
-//! changing anything, and reports one row per check with the fix for each failure.
+//! The Moodle probes: site, token, site address, functions, category, role, users.
 //!
 //! What Moodle cannot tell through the service's own functions is not guessed:
 //! * the course category: there is no read for categories in the service's functions,
@@ -20,249 +18,25 @@
 //!   id 2, else the guest user, id 1) and looks for `username` (shown only with
 //!   `moodle/user:viewalldetails`, which idnumber look-ups need too) and `email` (shown
 //!   with `moodle/site:viewuseridentity` when email is an identity field).
-//! * the write-back: a webhook gets a `HEAD`, which no receiver takes for a write-back;
-//!   accessplanit gets a token request or, with an API key, a read of one user id.
 
-use std::fmt::{self, Write as _};
-
-use serde::Serialize;
-
-use crate::callback::{AccessplanitCallback, CallbackError, WebhookCallback};
-use crate::config::{CallbackKind, Config, TenantConfig};
+use super::report::{CheckRow, Status, fail, origin, pass, row};
+use crate::config::TenantConfig;
+use crate::moodle::wsfunction::{CREATE_COURSES, ENROL, USERS_BY_FIELD};
 use crate::moodle::{
     Enrolment, Moodle, MoodleError, NewCourse, SiteInfo, UserField, fix_add_functions,
     fix_grant_capabilities, required_functions,
 };
-use crate::tenant::Tenants;
 
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// The check passed.
-    Pass,
-    /// The check failed; the row carries the fix.
-    Fail,
-    /// Not tried, because a check it depends on failed.
-    NotRun,
-    /// Nothing to check (e.g. write-back switched off).
-    Info,
-}
-
-impl Status {
-    /// The table's mark.
-    pub fn mark(self) -> &'static str {
-        match self {
-            Status::Pass => "✓",
-            Status::Fail => "✗",
-            Status::NotRun => "-",
-            Status::Info => "i",
-        }
-    }
-}
-
-/// One row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckRow {
-    /// A stable key: `site`, `token`, `site_url`, `functions`, `category`, `role`,
-    /// `users_idnumber`, `users_email`, `callback`, `callback_fields`.
-    pub id: &'static str,
-    /// The row's label in the table.
-    pub name: String,
-    /// Whether it passed.
-    pub status: Status,
-    /// What was found, in one line.
-    pub detail: String,
-    /// For a failure: what to change, in the Moodle (or receiver) administrator's words.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-/// Every check of one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckReport {
-    /// The tenant's name.
-    pub tenant: String,
-    /// Its `moodle_url`.
-    pub moodle_url: String,
-    /// True when no row failed.
-    pub ok: bool,
-    /// In order: Moodle site, token, site address, functions, category, role, users,
-    /// then the write-back.
-    pub rows: Vec<CheckRow>,
-}
-
-/// The reports of every tenant checked (the CLI's `--json` answer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckSummary {
-    /// True when every tenant's report is ok.
-    pub ok: bool,
-    /// One report per tenant, by name.
-    pub tenants: Vec<CheckReport>,
-}
-
-/// Why the CLI could not check at all.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckSetupError {
-    /// `--tenant` names no configured tenant.
-    #[error("no tenant {0} in the configuration (configured: {1})")]
-    UnknownTenant(String, String),
-    /// The configuration has no `[tenants.*]`.
-    #[error("no [tenants.*] configured: nothing to check")]
-    NoTenants,
-    /// A tenant's Moodle client cannot be built.
-    #[error(transparent)]
-    Client(#[from] crate::moodle::ClientBuildError),
-}
-
-/// Checks every tenant of `config` (or only `only`), all at once.
-pub async fn check_config(
-    config: &Config,
-    only: Option<&str>,
-) -> Result<CheckSummary, CheckSetupError> {
-    if config.tenants.is_empty() {
-        return Err(CheckSetupError::NoTenants);
-    }
-    if let Some(name) = only {
-        if !config.tenants.contains_key(name) {
-            let known: Vec<&str> = config.tenants.keys().map(String::as_str).collect();
-            return Err(CheckSetupError::UnknownTenant(
-                name.to_owned(),
-                known.join(", "),
-            ));
-        }
-    }
-    let tenants = Tenants::from_config(config)?;
-    // One task per tenant, so slow or unreachable sites are waited for side by side.
-    let handles: Vec<_> = tenants
-        .iter()
-        .filter(|t| only.is_none_or(|name| t.name == name))
-        .cloned()
-        .map(|tenant| {
-            let name = tenant.name.clone();
-            let moodle_url = tenant.config.moodle_url.clone();
-            let handle = tokio::spawn(async move {
-                let session = tenant.moodle.session();
-                check_tenant(&tenant.name, &tenant.config, &session).await
-            });
-            (name, moodle_url, handle)
-        })
-        .collect();
-    let mut reports = Vec::new();
-    for (name, moodle_url, handle) in handles {
-        let report = handle.await.unwrap_or_else(|e| {
-            // A bug, not a finding: reported as a failed row rather than a crash.
-            let row = fail(
-                "site",
-                SITE,
-                format!("the check itself failed: {e}"),
-                "report this to the maintainers of apit-moodle-sync".into(),
-            );
-            CheckReport {
-                tenant: name,
-                moodle_url,
-                ok: false,
-                rows: vec![row],
-            }
-        });
-        reports.push(report);
-    }
-    Ok(CheckSummary {
-        ok: reports.iter().all(|r| r.ok),
-        tenants: reports,
-    })
-}
-
-/// Runs every check of one tenant against its Moodle and its write-back target.
-pub async fn check_tenant(name: &str, config: &TenantConfig, moodle: &dyn Moodle) -> CheckReport {
-    // The write-back does not depend on Moodle: both run at once.
-    let (mut rows, callback) = tokio::join!(moodle_rows(config, moodle), callback_rows(config));
-    rows.extend(callback);
-    CheckReport {
-        tenant: name.to_owned(),
-        moodle_url: config.moodle_url.clone(),
-        ok: rows.iter().all(|r| r.status != Status::Fail),
-        rows,
-    }
-}
-
-// ---- rows -----------------------------------------------------------------------------
-
-fn row(id: &'static str, name: impl Into<String>, status: Status, detail: String) -> CheckRow {
-    CheckRow {
-        id,
-        name: name.into(),
-        status,
-        detail,
-        fix: None,
-    }
-}
-
-fn pass(id: &'static str, name: impl Into<String>, detail: String) -> CheckRow {
-    row(id, name, Status::Pass, detail)
-}
-
-fn fail(id: &'static str, name: impl Into<String>, detail: String, fix: String) -> CheckRow {
-    CheckRow {
-        fix: Some(fix),
-        ..row(id, name, Status::Fail, detail)
-    }
-}
-
-/// A failed Moodle call as a row: the error's own line and its fix from the error table.
-/// The table gives fixes for configuration problems only; a transient one gets advice
-/// here (the service itself would just retry it).
-fn failed_call(id: &'static str, name: impl Into<String>, e: &MoodleError) -> CheckRow {
-    let fix = e.fix().unwrap_or_else(|| {
-        if e.errorcode() == Some("sitemaintenance") {
-            MAINTENANCE.to_owned()
-        } else {
-            TRY_LATER.to_owned()
-        }
-    });
-    fail(id, name, e.what(), fix)
-}
-
-const TRY_LATER: &str = "Moodle or a proxy in front of it is failing: run the check again \
-     later, and if it persists ask the Moodle host to check the web server's error log";
-
-const MAINTENANCE: &str = "run the check again once Moodle leaves maintenance mode (Site \
-     administration › Server › Maintenance mode)";
-
-const SITE: &str = "Moodle site";
+/// The name of the first row, which a failed check itself is reported in.
+pub(super) const SITE: &str = "Moodle site";
 const TOKEN: &str = "token";
 const SITE_URL: &str = "site address";
 const FUNCTIONS: &str = "web-service functions";
 const USERS_IDNUMBER: &str = "users by idnumber";
 const USERS_EMAIL: &str = "users by email";
 
-/// The rows that need a working site and token, in order, for "not run".
-fn dependents(config: &TenantConfig) -> Vec<(&'static str, String)> {
-    vec![
-        ("site_url", SITE_URL.to_owned()),
-        ("functions", FUNCTIONS.to_owned()),
-        ("category", category_name(config)),
-        ("role", role_name(config)),
-        ("users_idnumber", USERS_IDNUMBER.to_owned()),
-        ("users_email", USERS_EMAIL.to_owned()),
-    ]
-}
-
-fn not_run(rows: impl IntoIterator<Item = (&'static str, String)>, reason: &str) -> Vec<CheckRow> {
-    rows.into_iter()
-        .map(|(id, name)| row(id, name, Status::NotRun, format!("not run: {reason}")))
-        .collect()
-}
-
-fn category_name(config: &TenantConfig) -> String {
-    format!("course category {}", config.category_id)
-}
-
-fn role_name(config: &TenantConfig) -> String {
-    format!("enrolment role {}", config.role_id)
-}
-
-async fn moodle_rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow> {
+/// The Moodle rows, in order; those that need a failed one are "not run".
+pub(super) async fn rows(config: &TenantConfig, moodle: &dyn Moodle) -> Vec<CheckRow> {
     let endpoint = format!("{}/webservice/rest/server.php", config.moodle_url);
     let info = match moodle.site_info().await {
         Ok(info) => info,
@@ -432,10 +206,6 @@ fn function_missing(id: &'static str, name: String, function: &str) -> CheckRow 
         format!("not run: {function} is not in the token's service (see {FUNCTIONS})"),
     )
 }
-
-const CREATE_COURSES: &str = "core_course_create_courses";
-const ENROL: &str = "enrol_manual_enrol_users";
-const USERS_BY_FIELD: &str = "core_user_get_users_by_field";
 
 /// A course Moodle must refuse after its category and capability checks: the blank
 /// names stop `create_courses`, and the end before the start would stop `create_course`
@@ -633,110 +403,51 @@ async fn user_rows(moodle: &dyn Moodle, info: &SiteInfo) -> Vec<CheckRow> {
     vec![idnumber, email]
 }
 
-// ---- the write-back -------------------------------------------------------------------
-
-const CALLBACK: &str = "write-back";
-
-async fn callback_rows(config: &TenantConfig) -> Vec<CheckRow> {
-    let cb = &config.callback;
-    let target = cb.url.as_deref().map(origin).unwrap_or_default();
-    match cb.kind {
-        CallbackKind::None => vec![row(
-            "callback",
-            CALLBACK,
-            Status::Info,
-            "switched off (callback.kind = none): Moodle ids are not sent back".into(),
-        )],
-        CallbackKind::Webhook => {
-            let row = match WebhookCallback::new(cb).probe().await {
-                Ok(answer) => pass(
-                    "callback",
-                    CALLBACK,
-                    format!(
-                        "{target} is reachable ({answer}); a HEAD writes nothing, so the bearer \
-                         token is only proven by the first write-back"
-                    ),
-                ),
-                Err(e) => callback_failure(
-                    &e,
-                    "set callback.bearer_token to the token the receiver expects",
-                ),
-            };
-            vec![row]
+/// A failed Moodle call as a row: the error's own line and its fix from the error table.
+/// The table gives fixes for configuration problems only; a transient one gets advice
+/// here (the service itself would just retry it).
+fn failed_call(id: &'static str, name: impl Into<String>, e: &MoodleError) -> CheckRow {
+    let fix = e.fix().unwrap_or_else(|| {
+        if e.errorcode() == Some("sitemaintenance") {
+            MAINTENANCE.to_owned()
+        } else {
+            TRY_LATER.to_owned()
         }
-        CallbackKind::Accessplanit => {
-            let probe = match AccessplanitCallback::new(cb).probe().await {
-                Ok(answer) => pass("callback", CALLBACK, format!("{target}: {answer}")),
-                Err(e) => {
-                    let fix = if cb.bearer_token.is_some() {
-                        "create an API key for the accessplanit API user and set it as \
-                         callback.bearer_token; callback.url is the API base, e.g. \
-                         https://acme.accessplanit.com/accessplan"
-                    } else {
-                        "set callback.username and callback.password to an accessplanit API \
-                         user; callback.url is the API base, e.g. \
-                         https://acme.accessplanit.com/accessplan"
-                    };
-                    callback_failure(&e, fix)
-                }
-            };
-            vec![probe, accessplanit_fields(config)]
-        }
-    }
+    });
+    fail(id, name, e.what(), fix)
 }
 
-fn callback_failure(e: &CallbackError, credentials_fix: &str) -> CheckRow {
-    let fix = match e {
-        CallbackError::Configuration(_) => credentials_fix.to_owned(),
-        CallbackError::Transient(..) | CallbackError::Rejected(_) => "check callback.url, and \
-             that its receiver is running and reachable from this host (DNS, firewall, proxy)"
-            .to_owned(),
-    };
-    fail("callback", CALLBACK, e.to_string(), fix)
+const TRY_LATER: &str = "Moodle or a proxy in front of it is failing: run the check again \
+     later, and if it persists ask the Moodle host to check the web server's error log";
+
+const MAINTENANCE: &str = "run the check again once Moodle leaves maintenance mode (Site \
+     administration › Server › Maintenance mode)";
+
+/// The rows that need a working site and token, in order, for "not run".
+fn dependents(config: &TenantConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("site_url", SITE_URL.to_owned()),
+        ("functions", FUNCTIONS.to_owned()),
+        ("category", category_name(config)),
+        ("role", role_name(config)),
+        ("users_idnumber", USERS_IDNUMBER.to_owned()),
+        ("users_email", USERS_EMAIL.to_owned()),
+    ]
 }
 
-/// accessplanit publishes no property names for the course and template Moodle ids
-/// (nor the score): without them those write-backs cannot be sent.
-fn accessplanit_fields(config: &TenantConfig) -> CheckRow {
-    let cb = &config.callback;
-    let mut needed = vec![
-        ("course_field", cb.course_field.as_deref()),
-        ("template_field", cb.template_field.as_deref()),
-    ];
-    if !config.grades.poll_interval.is_zero() {
-        needed.push(("score_field", cb.score_field.as_deref()));
-    }
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|(_, v)| v.is_none_or(|v| v.trim().is_empty()))
-        .map(|(k, _)| *k)
-        .collect();
-    if missing.is_empty() {
-        let set: Vec<String> = needed
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", v.unwrap_or_default()))
-            .collect();
-        pass("callback_fields", "write-back fields", set.join(", "))
-    } else {
-        let keys: Vec<String> = missing.iter().map(|k| format!("callback.{k}")).collect();
-        fail(
-            "callback_fields",
-            "write-back fields",
-            format!(
-                "{} not set: those write-backs would wait forever",
-                keys.join(", ")
-            ),
-            format!(
-                "set {} to the accessplanit property names that hold the Moodle ids (and \
-                 score), as listed on your accessplanit site's /apihelp/v2/modules/<module> \
-                 pages",
-                keys.join(" and ")
-            ),
-        )
-    }
+fn not_run(rows: impl IntoIterator<Item = (&'static str, String)>, reason: &str) -> Vec<CheckRow> {
+    rows.into_iter()
+        .map(|(id, name)| row(id, name, Status::NotRun, format!("not run: {reason}")))
+        .collect()
 }
 
-// ---- helpers --------------------------------------------------------------------------
+fn category_name(config: &TenantConfig) -> String {
+    format!("course category {}", config.category_id)
+}
+
+fn role_name(config: &TenantConfig) -> String {
+    format!("enrolment role {}", config.role_id)
+}
 
 /// Whether two site addresses name the same site: scheme, host and port equal (case-
 /// insensitively, default ports filled in) and the same path without trailing slashes.
@@ -750,71 +461,6 @@ fn same_site(a: &str, b: &str) -> bool {
                 && x.path().trim_end_matches('/') == y.path().trim_end_matches('/')
         }
         _ => a.trim_end_matches('/') == b.trim_end_matches('/'),
-    }
-}
-
-/// `scheme://host[:port]` of a URL: what can be printed without its path and query,
-/// which may carry secrets.
-fn origin(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => "the configured URL".into(),
-    }
-}
-
-// ---- the table ------------------------------------------------------------------------
-
-impl fmt::Display for CheckReport {
-    /// The plain-text table: a heading, one row per check (mark, name, detail) and the
-    /// fix under each failure, then a one-line verdict.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "tenant {} ({})", self.tenant, self.moodle_url)?;
-        let width = self
-            .rows
-            .iter()
-            .map(|r| r.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        for r in &self.rows {
-            let pad = width - r.name.chars().count();
-            writeln!(
-                f,
-                "  {} {}{}  {}",
-                r.status.mark(),
-                r.name,
-                " ".repeat(pad),
-                r.detail
-            )?;
-            if let Some(fix) = &r.fix {
-                writeln!(f, "    {}  fix: {fix}", " ".repeat(width))?;
-            }
-        }
-        let failed = self
-            .rows
-            .iter()
-            .filter(|r| r.status == Status::Fail)
-            .count();
-        let mut verdict = String::new();
-        if failed == 0 {
-            write!(verdict, "all checks passed")?;
-        } else {
-            let checks = if failed == 1 { "check" } else { "checks" };
-            write!(verdict, "{failed} {checks} failed")?;
-        }
-        writeln!(f, "  {verdict}")
-    }
-}
-
-impl fmt::Display for CheckSummary {
-    /// Every tenant's table, separated by a blank line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, report) in self.tenants.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{report}")?;
-        }
-        Ok(())
     }
 }
 
@@ -838,36 +484,5 @@ mod tests {
             "https://m.example.org"
         ));
         assert!(!same_site("http://127.0.0.1:8080", "http://localhost:8080"));
-    }
-
-    #[test]
-    fn printed_urls_lose_path_and_query() {
-        assert_eq!(
-            origin("https://hooks.example.org:8443/in?token=secret"),
-            "https://hooks.example.org:8443"
-        );
-        assert_eq!(origin("not a url"), "the configured URL");
-    }
-
-    #[test]
-    fn the_table_shows_every_fix_under_its_row() {
-        let report = CheckReport {
-            tenant: "acme".into(),
-            moodle_url: "https://m.example.org".into(),
-            ok: false,
-            rows: vec![
-                pass("site", SITE, "answers".into()),
-                fail("token", TOKEN, "refused".into(), "make a new one".into()),
-                row("site_url", SITE_URL, Status::NotRun, "not run: x".into()),
-            ],
-        };
-        assert_eq!(
-            report.to_string(),
-            "tenant acme (https://m.example.org)\n  \
-             ✓ Moodle site   answers\n  \
-             ✗ token         refused\n                  fix: make a new one\n  \
-             - site address  not run: x\n  \
-             1 check failed\n"
-        );
     }
 }
