@@ -122,18 +122,11 @@ pub async fn run(
     });
 
     // Whichever comes first: the shutdown signal, or a part that stopped by itself.
-    let mut server_done = false;
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        Some(done) = parts.join_next() => Some(stopped(done)),
-        done = &mut server => {
-            server_done = true;
-            Some(match done {
-                Ok(Ok(())) => "the HTTP server stopped".to_string(),
-                Ok(Err(e)) => format!("the HTTP server failed: {e}"),
-                Err(e) => format!("the HTTP server task failed: {e}"),
-            })
-        }
+    let stop = first_stop(shutdown, &mut parts, &mut server).await;
+    let server_done = matches!(stop, Stop::Server(_));
+    let failure = match stop {
+        Stop::Requested => None,
+        Stop::Part(why) | Stop::Server(why) => Some(why),
     };
     match &failure {
         None => tracing::info!("shutdown requested: readiness is 503, no new jobs are claimed"),
@@ -164,19 +157,42 @@ pub async fn run(
     }
 }
 
+/// Why the service began to stop.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The shutdown signal.
+    Requested,
+    /// A worker, outbox or poller task ended on its own (its text says how).
+    Part(String),
+    /// The HTTP server ended on its own.
+    Server(String),
+}
+
+/// Waits for the shutdown signal or for the first part to end, whichever comes first.
+async fn first_stop(
+    shutdown: impl Future<Output = ()>,
+    parts: &mut JoinSet<&'static str>,
+    server: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Stop {
+    tokio::select! {
+        _ = shutdown => Stop::Requested,
+        Some(done) = parts.join_next() => Stop::Part(match done {
+            Ok(name) => format!("the {name} stopped"),
+            Err(e) if e.is_panic() => format!("a part panicked: {e}"),
+            Err(e) => format!("a part was cancelled: {e}"),
+        }),
+        done = server => Stop::Server(match done {
+            Ok(Ok(())) => "the HTTP server stopped".to_string(),
+            Ok(Err(e)) => format!("the HTTP server failed: {e}"),
+            Err(e) => format!("the HTTP server task failed: {e}"),
+        }),
+    }
+}
+
 /// A long-running part that names itself when it ends.
 async fn part(name: &'static str, run: impl Future<Output = ()>) -> &'static str {
     run.await;
     name
-}
-
-/// Why a part's task ended before shutdown.
-fn stopped(done: Result<&'static str, tokio::task::JoinError>) -> String {
-    match done {
-        Ok(name) => format!("the {name} stopped"),
-        Err(e) if e.is_panic() => format!("a part panicked: {e}"),
-        Err(e) => format!("a part was cancelled: {e}"),
-    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -198,5 +214,55 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::pending;
+
+    fn idle_server() -> tokio::task::JoinHandle<std::io::Result<()>> {
+        tokio::spawn(pending())
+    }
+
+    #[tokio::test]
+    async fn a_part_that_ends_on_its_own_is_named() {
+        let mut parts = JoinSet::new();
+        parts.spawn(part("worker", pending()));
+        parts.spawn(part("outbox", async {}));
+        let stop = first_stop(pending(), &mut parts, &mut idle_server()).await;
+        assert_eq!(stop, Stop::Part("the outbox stopped".into()));
+    }
+
+    #[tokio::test]
+    async fn a_part_that_panics_is_noticed() {
+        let mut parts = JoinSet::new();
+        parts.spawn(part("worker", pending()));
+        parts.spawn(part("grades poller", async { panic!("boom") }));
+        let Stop::Part(why) = first_stop(pending(), &mut parts, &mut idle_server()).await else {
+            panic!("the panic was not noticed");
+        };
+        assert!(why.contains("panicked"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_fails_is_noticed() {
+        let mut parts = JoinSet::new();
+        parts.spawn(part("worker", pending()));
+        let mut server = tokio::spawn(async { Err(std::io::Error::other("accept failed")) });
+        let stop = first_stop(pending(), &mut parts, &mut server).await;
+        assert_eq!(
+            stop,
+            Stop::Server("the HTTP server failed: accept failed".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_signal_is_a_requested_stop() {
+        let mut parts = JoinSet::new();
+        parts.spawn(part("worker", pending()));
+        let stop = first_stop(async {}, &mut parts, &mut idle_server()).await;
+        assert_eq!(stop, Stop::Requested);
     }
 }

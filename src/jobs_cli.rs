@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Talks to a running service's admin API.
 pub struct AdminClient {

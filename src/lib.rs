@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod moodle;
 pub mod retry;
 pub mod run;
+pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod tenant;

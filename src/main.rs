@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use apit_moodle_sync::config::{Config, Secret};
+use apit_moodle_sync::config::Config;
 use apit_moodle_sync::jobs_cli::{self, AdminClient, ListFilter};
+use apit_moodle_sync::secret::Secret;
 use apit_moodle_sync::{app, check};
 
 /// Keeps Moodle in step with accessplanit.

@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::{Callback, CallbackError, http_client, retry_after};
-use crate::config::{CallbackConfig, Secret};
+use crate::config::CallbackConfig;
+use crate::secret::Secret;
 use crate::store::{Entity, Writeback};
 
 const TARGET: &str = "the accessplanit API";

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use super::{Callback, CallbackError, http_client, retry_after};
-use crate::config::{CallbackConfig, Secret};
+use crate::config::CallbackConfig;
+use crate::secret::Secret;
 use crate::store::Writeback;
 
 /// POSTs `{"tenant", "entity", "accessplanit_id", "moodle_id", …}`; any 2xx is done.

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::problem::Problem;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Signatures older or newer than this are refused (replay protection).
 const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;

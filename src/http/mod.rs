@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, Response, StatusCode};
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::{HeaderName, Method, Response, StatusCode};
+use axum::routing::{MethodFilter, on};
 use tokio::sync::Notify;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,8 +29,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::tenant::Tenants;
 
@@ -49,19 +50,66 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Every route the service serves, as `(METHOD, path)`: the router is built
+/// from the same list, so the OpenAPI test compares the document with this.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// The routes and the table of what they are.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            Method::POST => MethodFilter::POST,
+            Method::PUT => MethodFilter::PUT,
+            Method::DELETE => MethodFilter::DELETE,
+            Method::PATCH => MethodFilter::PATCH,
+            _ => MethodFilter::GET,
+        };
+        self.table.push((method, path));
+        self.router = self.router.route(path, on(filter, handler));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(
+        Method::POST,
+        "/v1/tenants/{tenant}/events/{kind}",
+        events::receive,
+    )
+    .add(
+        Method::POST,
+        "/v1/tenants/{tenant}/grades/sync",
+        grades::sync,
+    )
+    .add(Method::GET, "/v1/jobs", jobs::list)
+    .add(Method::GET, "/v1/jobs/{id}", jobs::show)
+    .add(Method::POST, "/v1/jobs/{id}/retry", jobs::retry)
+    .add(Method::GET, "/v1/tenants/{tenant}/check", check::tenant)
+    .add(Method::GET, "/healthz", health::live)
+    .add(Method::GET, "/readyz", health::ready)
+    .add(Method::GET, "/metrics", health::metrics)
+}
+
 /// The router with its middleware: request ids, one span per request, timeout.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/v1/tenants/{tenant}/events/{kind}", post(events::receive))
-        .route("/v1/tenants/{tenant}/grades/sync", post(grades::sync))
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::show))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/tenants/{tenant}/check", get(check::tenant))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+    routes()
+        .router
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new_status(

@@ -149,4 +149,7 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// The write-backs a job queued, oldest first.
     async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>>;
+
+    /// How many write-backs wait to be delivered (metrics, tests).
+    async fn pending_writebacks(&self) -> StoreResult<u64>;
 }

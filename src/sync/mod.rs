@@ -7,6 +7,8 @@
 mod booking;
 mod course;
 pub mod grades;
+#[cfg(test)]
+mod tests;
 mod user;
 
 use std::fmt;

@@ -75,9 +75,9 @@ async fn wait_delegates(app: &TestApp, n: usize) -> Vec<Value> {
     }
 }
 
-/// Lets the outbox deliver anything queued, then checks nothing more arrived.
+/// Lets every job and write-back finish, then checks nothing more arrived.
 async fn assert_no_more_delegates(app: &TestApp, n: usize) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle(SECS).await;
     let got = delegate_bodies(app);
     assert_eq!(got.len(), n, "unexpected write-backs: {got:#?}");
 }
@@ -104,7 +104,7 @@ async fn one_pass_writes_each_score_once_and_a_second_pass_writes_nothing() {
 /// The same on PostgreSQL (its `jsonb` keeps the last score written).
 #[tokio::test]
 async fn one_pass_writes_each_score_once_and_a_second_pass_writes_nothing_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
+    if let Some(db) = TestDb::postgres("grades write-once").await {
         write_once_then_nothing(db).await;
     }
 }

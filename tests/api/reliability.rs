@@ -121,6 +121,17 @@ async fn a_create_that_worked_but_was_never_answered_is_not_repeated() {
         .await;
     let job = app.wait_final(&a.job_id(), Duration::from_secs(30)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // Both faults fired: two attempts failed after Moodle had committed…
+    let failed: Vec<&Value> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !a["error"].is_null())
+        .collect();
+    assert_eq!(failed.len(), 2, "{job}");
+    assert_eq!(app.moodle.call_count("core_course_create_courses"), 1);
+    assert_eq!(app.moodle.call_count("core_user_create_users"), 1);
+    // …and the retries found what the lost answers had created.
     assert_eq!(app.moodle.courses().len(), 1);
     assert_eq!(app.moodle.users().len(), 1);
 }
@@ -219,6 +230,7 @@ async fn a_missing_capability_is_named() {
 
 #[tokio::test]
 async fn no_secret_appears_in_any_answer_or_job_record() {
+    let logs = LogCapture::install();
     let app = spawn_app().await;
     app.moodle.set_token_valid(false);
     let a = app
@@ -229,11 +241,32 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
         )
         .await;
     let id = a.job_id();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The attempt whose error could carry the token has been recorded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let job = app.job(&id).await;
+        if job["last_error"].is_string() {
+            break job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("invalidtoken"), "{error}");
+    assert!(job["history"][0]["error"].is_string(), "{job}");
     let mut everything = a.body.to_string();
-    everything += &app.job(&id).await.to_string();
+    everything += &job.to_string();
     everything += &app.admin_get("/v1/jobs").await.body.to_string();
-    everything += &app.get("/v1/jobs").await.body.to_string();
+    everything += &app.admin_get("/v1/jobs?ref=U1").await.body.to_string();
+    let logged = logs.text();
+    assert!(
+        logged.contains("invalidtoken"),
+        "the logs saw no attempt: {logged}"
+    );
+    everything += &logged;
     for secret in [
         app.moodle.token().as_str(),
         WEBHOOK_SECRET,
@@ -247,9 +280,49 @@ async fn no_secret_appears_in_any_answer_or_job_record() {
     }
 }
 
+/// Every log line at trace level, written while the guard lives. The test
+/// runtime has one thread, so the service's tasks log through this too.
+struct LogCapture {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    fn install() -> Self {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        LogCapture {
+            buffer,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn the_service_runs_the_same_on_postgresql() {
-    let Some(db) = TestDb::postgres().await else {
+    let Some(db) = TestDb::postgres("the service on PostgreSQL").await else {
         return;
     };
     let app = start(

@@ -5,115 +5,31 @@
 //! crash durability (a child process aborts after committing) and URL options.
 
 mod cases;
+#[path = "../support/db.rs"]
+mod db;
 
 use std::sync::Arc;
 
 use apit_moodle_sync::store::{self, SqliteStore, Store};
-use sqlx::Connection;
-use sqlx::postgres::PgConnection;
-use tempfile::TempDir;
-use uuid::Uuid;
+use db::TestDb;
 
-/// The environment variable naming the PostgreSQL server to test against.
-const PG_ENV: &str = "DATABASE_URL_POSTGRES";
-
-/// A store for one test, and what to clean up after it (fields drop in
-/// order: the store first, then its database).
-pub struct TestDb {
+/// A store for one test on its own database (fields drop in order: the store
+/// first, then its database).
+pub struct StoreUnderTest {
     store: Arc<dyn Store>,
-    /// The SQLite file lives in this directory.
-    _dir: Option<TempDir>,
-    /// The PostgreSQL database is dropped when the test ends, even on panic.
-    _pg: Option<PgDropGuard>,
+    _db: TestDb,
 }
 
-impl TestDb {
-    /// A fresh SQLite database file.
-    async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = store::connect(&url).await.expect("open sqlite store");
-        TestDb {
-            store,
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-
-    /// A fresh PostgreSQL database, or `None` (with a note) when the suite is not
-    /// configured for PostgreSQL. Panics when configured but unreachable.
-    async fn postgres(test: &str) -> Option<TestDb> {
-        let Ok(admin_url) = std::env::var(PG_ENV) else {
-            eprintln!("note: {PG_ENV} is not set; skipping the PostgreSQL variant of {test}");
-            return None;
-        };
-        let name = format!("apit_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unreachable: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let _ = admin.close().await;
-        let guard = PgDropGuard {
-            admin_url: admin_url.clone(),
-            name: name.clone(),
-        };
-        let store = store::connect(&with_database(&admin_url, &name))
-            .await
-            .expect("open postgres store");
-        Some(TestDb {
-            store,
-            _dir: None,
-            _pg: Some(guard),
-        })
+impl StoreUnderTest {
+    async fn open(db: TestDb) -> StoreUnderTest {
+        let store = store::connect(&db.url).await.expect("open the store");
+        StoreUnderTest { store, _db: db }
     }
 
     /// The store under test.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }
-}
-
-/// Drops a test database, best effort. `WITH (FORCE)` ends the store's own
-/// connections; a thread with its own runtime lets this run from `Drop`.
-struct PgDropGuard {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgDropGuard {
-    fn drop(&mut self) {
-        let url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&url).await.ok()?;
-                sqlx::query(&sql).execute(&mut conn).await.ok()?;
-                conn.close().await.ok()
-            })
-        })
-        .join();
-    }
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[host_start..].find('/') {
-        Some(slash) => &base[..host_start + slash],
-        None => base,
-    };
-    format!("{base}/{database}{query}")
 }
 
 /// Runs each named case of `cases` as `sqlite::<case>` and `postgres::<case>`.
@@ -123,7 +39,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let db = crate::TestDb::sqlite().await;
+                    let db = crate::StoreUnderTest::open(crate::TestDb::sqlite()).await;
                     crate::cases::$case(db.store()).await;
                 }
             )*
@@ -135,6 +51,7 @@ macro_rules! conformance {
                     let Some(db) = crate::TestDb::postgres(stringify!($case)).await else {
                         return;
                     };
+                    let db = crate::StoreUnderTest::open(db).await;
                     crate::cases::$case(db.store()).await;
                 }
             )*
@@ -167,22 +84,6 @@ conformance!(
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
 );
-
-#[test]
-fn with_database_replaces_the_name() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/test?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://h:5432", "x"),
-        "postgres://h:5432/x"
-    );
-}
 
 #[tokio::test]
 async fn connect_rejects_an_unknown_scheme() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod callback_receiver;
+pub mod db;
 pub mod fake_moodle;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub use callback_receiver::CallbackReceiver;
+pub use db::TestDb;
 pub use fake_moodle::{CourseSeed, FakeMoodle, Fault, UserSeed};
 
 pub const TENANT: &str = "acme";
@@ -56,48 +58,6 @@ bearer_token = "{CALLBACK_TOKEN}"
         token = moodle.token(),
         callback = receiver.url,
     )
-}
-
-/// A database for one test: a temp SQLite file, or a fresh PostgreSQL database
-/// when `DATABASE_URL_POSTGRES` is set and `postgres` is asked for.
-pub struct TestDb {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    /// A fresh SQLite file.
-    pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        TestDb {
-            url,
-            _dir: Some(dir),
-        }
-    }
-
-    /// A fresh PostgreSQL database, or `None` (with a note) when
-    /// `DATABASE_URL_POSTGRES` is unset. Panics when it is set but unreachable.
-    pub async fn postgres() -> Option<Self> {
-        let Ok(base) = std::env::var("DATABASE_URL_POSTGRES") else {
-            eprintln!("note: DATABASE_URL_POSTGRES is not set; PostgreSQL variant not run");
-            return None;
-        };
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("DATABASE_URL_POSTGRES is set but PostgreSQL cannot be reached");
-        let name = format!("apit_api_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let url = match base.rfind('/') {
-            Some(i) => format!("{}/{name}", &base[..i]),
-            None => panic!("DATABASE_URL_POSTGRES must end with /<database>"),
-        };
-        Some(TestDb { url, _dir: None })
-    }
 }
 
 /// The service running in-process.
@@ -293,6 +253,38 @@ impl TestApp {
                 panic!("{busy} jobs still queued or running after {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until nothing is left to do now: no job running or due (a job
+    /// waiting for a retry minutes away counts as done for now) and no
+    /// write-back waiting for delivery — zero2prod's "dispatch all pending".
+    /// Tests assert that something did NOT happen only after this.
+    pub async fn settle(&self, timeout: Duration) {
+        use apit_moodle_sync::store::{JobFilter, JobStatus};
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+            let active = self
+                .store
+                .jobs(&JobFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|j| match j.status {
+                    JobStatus::Running => true,
+                    JobStatus::Queued => j.next_attempt_at.is_none_or(|at| at <= soon),
+                    _ => false,
+                })
+                .count();
+            let pending = self.store.pending_writebacks().await.unwrap();
+            if active == 0 && pending == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{active} jobs busy and {pending} write-backs pending after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -88,7 +88,7 @@ pub(super) struct Shared<D: Dialect> {
 
 /// `impl<D: Dialect> Shared<D> { … }` with the bounds every shared query needs,
 /// written once: the pools and transactions execute, and the plain values
-/// (`&str`, `String`, `i64`, `bool`) bind on both back-ends.
+/// (`&str`, `String`, `i64`, `bool`) bind on both back-ends, and a count reads back.
 macro_rules! shared_queries {
     ($($body:tt)*) => {
         impl<D: Dialect> Shared<D>
@@ -107,6 +107,8 @@ macro_rules! shared_queries {
             for<'q> Option<D::Id>: sqlx::Encode<'q, D::Db>,
             for<'q> Option<D::Time>: sqlx::Encode<'q, D::Db>,
             for<'q> Option<D::Json>: sqlx::Encode<'q, D::Db>,
+            for<'r> i64: sqlx::Decode<'r, D::Db>,
+            usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
         {
             $($body)*
         }

@@ -90,6 +90,14 @@ shared_queries! {
         Ok(D::rows_affected(&done) == 1)
     }
 
+    /// See [`crate::store::Outbox::pending_writebacks`].
+    pub async fn pending_writebacks(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM writebacks WHERE status = 'pending'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// See [`crate::store::Outbox::writebacks_for_job`].
     pub async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>> {
         let sql = format!("SELECT {WRITEBACK_COLUMNS} FROM writebacks WHERE job_id = $1 ORDER BY seq");

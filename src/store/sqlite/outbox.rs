@@ -68,4 +68,8 @@ impl Outbox for SqliteStore {
     async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>> {
         self.shared.writebacks_for_job(job_id).await
     }
+
+    async fn pending_writebacks(&self) -> StoreResult<u64> {
+        self.shared.pending_writebacks().await
+    }
 }
