@@ -2,9 +2,9 @@
 //! enrolments ([`Links`]), and the write-back outbox ([`Outbox`]). Two back-ends.
 //!
 //! SQLite is the embedded default; PostgreSQL serves several replicas. Both keep
-//! the same schema and semantics. Queries that read and write the same way on
-//! both are written once, in `shared/`; each back-end's folder holds only what
-//! truly differs (admission, claiming, locking, JSON functions).
+//! the same schema and semantics: one [`SqlStore`] implements the three roles
+//! once (`shared/`), over a [`Dialect`]; each back-end's folder holds only what
+//! truly differs (encodings, admission, claiming, locking, JSON functions).
 //!
 //! The handler layer (`sync`) sees only [`Links`] and [`Outbox`].
 
@@ -19,12 +19,13 @@ mod sqlite;
 
 pub use links::{EnrolmentRecord, EnrolmentState, Link, LinkKind, Links};
 pub use outbox::{Entity, NewWriteback, Outbox, Writeback, WritebackFinish, WritebackStatus};
-pub use postgres::PgStore;
+pub use postgres::{PgDialect, PgStore};
 pub use queue::{
     Admission, Attempt, Finish, Job, JobFilter, JobKind, JobQueue, JobStatus, NewJob, QueueStat,
     RetryResult,
 };
-pub use sqlite::SqliteStore;
+pub use shared::{Dialect, SqlStore};
+pub use sqlite::{SqliteDialect, SqliteStore};
 
 use std::sync::Arc;
 

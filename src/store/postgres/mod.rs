@@ -16,7 +16,6 @@
 //! - `finish` / `extend_lease` update only `running` rows of the caller's
 //!   attempt number; a reclaimed job's old worker changes nothing.
 
-mod links;
 mod outbox;
 mod queue;
 mod types;
@@ -31,7 +30,7 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::codec::{self, RawAttempt, RawEnrolment, RawJob, RawWriteback};
-use super::shared::{Dialect, Shared};
+use super::shared::{Dialect, SqlStore};
 use super::{
     Attempt, EnrolmentRecord, Job, Link, QueueStat, StoreResult, Writeback, WritebackStatus,
     migrations,
@@ -44,11 +43,8 @@ const POOL_SIZE: u32 = 10;
 /// How long a call waits for a free connection before failing (transiently).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The PostgreSQL back-end.
-pub struct PgStore {
-    /// One pool for reads and writes.
-    shared: Shared<PgDialect>,
-}
+/// The PostgreSQL back-end: one pool for reads and writes.
+pub type PgStore = SqlStore<PgDialect>;
 
 impl PgStore {
     /// Connects to `url` (`postgres://…`) and applies migrations (sqlx holds a
@@ -63,21 +59,20 @@ impl PgStore {
             .await?
             .run(&pool)
             .await?;
-        Ok(PgStore {
-            shared: Shared {
-                reader: pool.clone(),
-                writer: pool,
-            },
+        Ok(SqlStore {
+            reader: pool.clone(),
+            writer: pool,
+            state: (),
         })
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.shared.writer.close().await;
+        self.writer.close().await;
     }
 
     fn pool(&self) -> &PgPool {
-        &self.shared.writer
+        &self.writer
     }
 }
 
@@ -102,10 +97,11 @@ fn int(row: &PgRow, column: &str) -> StoreResult<i64> {
 }
 
 /// PostgreSQL's encodings: native uuid, timestamptz and jsonb.
-pub(super) struct PgDialect;
+pub struct PgDialect;
 
 impl Dialect for PgDialect {
     type Db = Postgres;
+    type State = ();
     type Id = PgUuid;
     type Time = PgTime;
     type Json = Json<Value>;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
@@ -12,11 +11,8 @@ use uuid::Uuid;
 use super::types::{PgTime, PgUuid};
 use super::{PgDialect, PgStore};
 use crate::store::codec::{self, Decision, LEASE_EXPIRED};
-use crate::store::shared::{Dialect, JOB_COLUMNS};
-use crate::store::{
-    Admission, Attempt, Finish, Job, JobFilter, JobQueue, JobStatus, NewJob, QueueStat,
-    RetryResult, StoreResult,
-};
+use crate::store::shared::{Dialect, JOB_COLUMNS, QueueOps};
+use crate::store::{Admission, Job, NewJob, StoreResult};
 
 /// The advisory lock that orders `seq` assignment with commits ("apit-seq").
 const SEQ_LOCK: i64 = 0x6170_6974_2d73_6571;
@@ -40,10 +36,7 @@ async fn lock_seq(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Re-queues a failed or dead job (locked by the caller) inside `tx`: status
-/// queued, due now, a new retry window, the next seq (so it goes behind newer
-/// jobs of its keys), its keys active again, and it becomes the newest job of
-/// its entity. Attempts and their history are kept.
+/// See [`QueueOps::requeue`]; the caller holds the job's row.
 async fn requeue(
     tx: &mut Transaction<'static, Postgres>,
     id: Uuid,
@@ -88,15 +81,17 @@ async fn activate_keys(tx: &mut Transaction<'static, Postgres>, id: Uuid) -> Sto
     Ok(())
 }
 
-#[async_trait]
-impl JobQueue for PgStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(self.pool()).await?;
-        Ok(())
-    }
+impl QueueOps for PgDialect {
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
-    async fn admit(&self, job: NewJob, force: bool, now: DateTime<Utc>) -> StoreResult<Admission> {
-        let mut tx = self.pool().begin().await?;
+    /// Admits under advisory locks on the key and the entity.
+    async fn admit(
+        store: &PgStore,
+        job: NewJob,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission> {
+        let mut tx = store.pool().begin().await?;
         // Key before entity, always: a fixed order cannot deadlock.
         if let Some(key) = &job.idempotency_key {
             PgDialect::lock(&mut tx, &["idempotency", &job.tenant, key]).await?;
@@ -108,7 +103,7 @@ impl JobQueue for PgStore {
             Some(key) => {
                 let sql = format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id = \
-                     (SELECT job_id FROM idempotency WHERE tenant = $1 AND key = $2) FOR UPDATE"
+                 (SELECT job_id FROM idempotency WHERE tenant = $1 AND key = $2) FOR UPDATE"
                 );
                 sqlx::query(&sql)
                     .bind(&job.tenant)
@@ -119,7 +114,7 @@ impl JobQueue for PgStore {
             None => {
                 let sql = format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id = (SELECT job_id FROM entity_heads \
-                     WHERE tenant = $1 AND entity = $2 AND body_hash = $3) FOR UPDATE"
+                 WHERE tenant = $1 AND entity = $2 AND body_hash = $3) FOR UPDATE"
                 );
                 sqlx::query(&sql)
                     .bind(&job.tenant)
@@ -145,10 +140,10 @@ impl JobQueue for PgStore {
                 lock_seq(&mut tx).await?;
                 let sql = format!(
                     "INSERT INTO jobs (id, seq, tenant, kind, event, keys, status, attempts, \
-                     created_at, updated_at, next_attempt_at, retry_since, \
-                     idempotency_key, entity, body_hash) \
-                     VALUES ($1, nextval('job_seq'), $2, $3, $4, $5, 'queued', 0, \
-                     $6, $6, $6, $6, $7, $8, $9) RETURNING {JOB_COLUMNS}"
+                 created_at, updated_at, next_attempt_at, retry_since, \
+                 idempotency_key, entity, body_hash) \
+                 VALUES ($1, nextval('job_seq'), $2, $3, $4, $5, 'queued', 0, \
+                 $6, $6, $6, $6, $7, $8, $9) RETURNING {JOB_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(PgUuid(job.id))
@@ -167,8 +162,8 @@ impl JobQueue for PgStore {
                 // With `force` the key moves to the new job.
                 sqlx::query(
                     "INSERT INTO idempotency (tenant, key, job_id, created_at) \
-                     SELECT $1, $2, $3, $4 WHERE $2::text IS NOT NULL \
-                     ON CONFLICT (tenant, key) DO UPDATE SET job_id = excluded.job_id",
+                 SELECT $1, $2, $3, $4 WHERE $2::text IS NOT NULL \
+                 ON CONFLICT (tenant, key) DO UPDATE SET job_id = excluded.job_id",
                 )
                 .bind(&job.tenant)
                 .bind(&job.idempotency_key)
@@ -178,9 +173,9 @@ impl JobQueue for PgStore {
                 .await?;
                 sqlx::query(
                     "INSERT INTO entity_heads (tenant, entity, job_id, body_hash) \
-                     VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (tenant, entity) DO UPDATE \
-                     SET job_id = excluded.job_id, body_hash = excluded.body_hash",
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, entity) DO UPDATE \
+                 SET job_id = excluded.job_id, body_hash = excluded.body_hash",
                 )
                 .bind(&job.tenant)
                 .bind(&job.entity)
@@ -194,37 +189,23 @@ impl JobQueue for PgStore {
         }
     }
 
-    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
-        self.shared.job(id).await
-    }
-
-    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
-        self.shared.jobs(filter).await
-    }
-
-    async fn attempts(&self, job_id: Uuid) -> StoreResult<Vec<Attempt>> {
-        self.shared.attempts(job_id).await
-    }
-
+    /// Claims with `FOR UPDATE SKIP LOCKED`, re-checking the key rule.
     async fn claim(
-        &self,
+        store: &PgStore,
         now: DateTime<Utc>,
         lease: Duration,
         limit: u32,
     ) -> StoreResult<Vec<Job>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         // Two statements in one transaction. The first picks candidates and
         // locks them (SKIP LOCKED: claimers pass each other, nobody waits). The
         // second re-checks the key rule in a fresh snapshot before taking them:
         // PostgreSQL re-checks a row that changed after the first snapshot
         // (e.g. finished and re-queued with a new seq meanwhile) only against
         // that old snapshot of job_keys; the locked rows cannot change now.
-        let mut tx = self.pool().begin().await?;
+        let mut tx = store.pool().begin().await?;
         let pick = format!(
             "SELECT j.id FROM jobs j WHERE {RUNNABLE} \
-             ORDER BY j.seq LIMIT $2 FOR UPDATE OF j SKIP LOCKED"
+         ORDER BY j.seq LIMIT $2 FOR UPDATE OF j SKIP LOCKED"
         );
         let candidates: Vec<PgUuid> = sqlx::query_scalar(&pick)
             .bind(PgTime(now))
@@ -237,17 +218,17 @@ impl JobQueue for PgStore {
         }
         let take = format!(
             "WITH claimed AS ( \
-               UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, \
-               lease_until = $2, updated_at = $1 \
-               WHERE j.id = ANY($3) AND {RUNNABLE} RETURNING j.* \
-             ), closed AS ( \
-               UPDATE attempts SET finished_at = $1, error = $4 \
-               FROM claimed WHERE attempts.job_id = claimed.id AND attempts.finished_at IS NULL \
-             ), opened AS ( \
-               INSERT INTO attempts (job_id, number, started_at) \
-               SELECT id, attempts, $1 FROM claimed \
-             ) \
-             SELECT {JOB_COLUMNS} FROM claimed ORDER BY seq"
+           UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, \
+           lease_until = $2, updated_at = $1 \
+           WHERE j.id = ANY($3) AND {RUNNABLE} RETURNING j.* \
+         ), closed AS ( \
+           UPDATE attempts SET finished_at = $1, error = $4 \
+           FROM claimed WHERE attempts.job_id = claimed.id AND attempts.finished_at IS NULL \
+         ), opened AS ( \
+           INSERT INTO attempts (job_id, number, started_at) \
+           SELECT id, attempts, $1 FROM claimed \
+         ) \
+         SELECT {JOB_COLUMNS} FROM claimed ORDER BY seq"
         );
         let rows = sqlx::query(&take)
             .bind(PgTime(now))
@@ -260,46 +241,11 @@ impl JobQueue for PgStore {
         rows.iter().map(PgDialect::job).collect()
     }
 
-    async fn extend_lease(
-        &self,
+    async fn requeue(
+        tx: &mut Transaction<'static, Postgres>,
         id: Uuid,
-        attempt: u32,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        self.shared.extend_lease(id, attempt, until).await
-    }
-
-    async fn finish(
-        &self,
-        id: Uuid,
-        attempt: u32,
         now: DateTime<Utc>,
-        finish: Finish,
-    ) -> StoreResult<bool> {
-        self.shared.finish(id, attempt, now, finish).await
-    }
-
-    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<RetryResult> {
-        let mut tx = self.pool().begin().await?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE");
-        let row = sqlx::query(&sql)
-            .bind(PgUuid(id))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(job) = row.as_ref().map(PgDialect::job).transpose()? else {
-            tx.rollback().await?;
-            return Ok(RetryResult::NotFound);
-        };
-        if !matches!(job.status, JobStatus::Failed | JobStatus::Dead) {
-            tx.rollback().await?;
-            return Ok(RetryResult::NotRetryable(job));
-        }
-        let job = requeue(&mut tx, id, now).await?;
-        tx.commit().await?;
-        Ok(RetryResult::Requeued(job))
-    }
-
-    async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {
-        self.shared.queue_stats().await
+    ) -> StoreResult<Job> {
+        requeue(tx, id, now).await
     }
 }

@@ -25,7 +25,7 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// A `uuid` column or parameter.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::store) struct PgUuid(pub Uuid);
+pub struct PgUuid(pub Uuid);
 
 impl Type<Postgres> for PgUuid {
     fn type_info() -> PgTypeInfo {
@@ -58,7 +58,7 @@ impl Decode<'_, Postgres> for PgUuid {
 
 /// A `timestamptz` column or parameter, at millisecond precision.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::store) struct PgTime(pub DateTime<Utc>);
+pub struct PgTime(pub DateTime<Utc>);
 
 impl Type<Postgres> for PgTime {
     fn type_info() -> PgTypeInfo {

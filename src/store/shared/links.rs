@@ -1,14 +1,13 @@
-//! Link and enrolment queries, the same on both back-ends.
+//! Links and enrolments: the same queries on both back-ends.
 
 use chrono::Utc;
 use serde_json::Value;
 
-use super::{Dialect, Shared, shared_queries};
-use crate::store::{EnrolmentRecord, Link, LinkKind, StoreResult};
+use super::{Dialect, SqlStore, for_every_dialect};
+use crate::store::{EnrolmentRecord, Link, LinkKind, Links, StoreResult};
 
-shared_queries! {
-    /// See [`crate::store::Links::link`].
-    pub async fn link(&self, tenant: &str, kind: LinkKind, apit_id: &str) -> StoreResult<Option<Link>> {
+for_every_dialect! { Links for Dialect {
+    async fn link(&self, tenant: &str, kind: LinkKind, apit_id: &str) -> StoreResult<Option<Link>> {
         let row = sqlx::query(
             "SELECT moodle_id, last_sent FROM links \
              WHERE tenant = $1 AND kind = $2 AND apit_id = $3",
@@ -21,8 +20,7 @@ shared_queries! {
         row.as_ref().map(D::link).transpose()
     }
 
-    /// See [`crate::store::Links::put_link`].
-    pub async fn put_link(
+    async fn put_link(
         &self,
         tenant: &str,
         kind: LinkKind,
@@ -46,8 +44,7 @@ shared_queries! {
         Ok(())
     }
 
-    /// See [`crate::store::Links::put_enrolment`].
-    pub async fn put_enrolment(&self, record: &EnrolmentRecord) -> StoreResult<()> {
+    async fn put_enrolment(&self, record: &EnrolmentRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO enrolments (tenant, booking_id, moodle_course_id, moodle_user_id, \
              state, last_score, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -71,8 +68,7 @@ shared_queries! {
         Ok(())
     }
 
-    /// See [`crate::store::Links::enrolments`].
-    pub async fn enrolments(&self, tenant: &str, active_only: bool) -> StoreResult<Vec<EnrolmentRecord>> {
+    async fn enrolments(&self, tenant: &str, active_only: bool) -> StoreResult<Vec<EnrolmentRecord>> {
         let rows = sqlx::query(
             "SELECT tenant, booking_id, moodle_course_id, moodle_user_id, state, last_score \
              FROM enrolments WHERE tenant = $1 AND (NOT $2 OR state = 'active') \
@@ -85,8 +81,7 @@ shared_queries! {
         rows.iter().map(D::enrolment).collect()
     }
 
-    /// See [`crate::store::Links::set_last_score`].
-    pub async fn set_last_score(&self, tenant: &str, booking_id: &str, score: &Value) -> StoreResult<()> {
+    async fn set_last_score(&self, tenant: &str, booking_id: &str, score: &Value) -> StoreResult<()> {
         sqlx::query(
             "UPDATE enrolments SET last_score = $1, updated_at = $2 \
              WHERE tenant = $3 AND booking_id = $4",
@@ -99,4 +94,4 @@ shared_queries! {
         .await?;
         Ok(())
     }
-}
+} }

@@ -1,16 +1,19 @@
-//! The queries both back-ends run the same way, written once.
+//! One store type, [`SqlStore`], for both back-ends: the three role traits are
+//! implemented here once, over a [`Dialect`].
 //!
 //! SQL here is dialect-neutral: `$n` placeholders (sqlx's SQLite driver reads
 //! `$n` as the n-th argument, as PostgreSQL does) and no back-end functions.
-//! What differs in these queries is only how values are bound and rows decoded
-//! (SQLite: text ids, millisecond integers, JSON text; PostgreSQL: uuid,
-//! timestamptz, jsonb) — that is the [`Dialect`] of each back-end.
+//! What differs is how values are bound and rows decoded (SQLite: text ids,
+//! millisecond integers, JSON text; PostgreSQL: uuid, timestamptz, jsonb) and
+//! the few operations that truly differ — admission, claiming, re-queueing —
+//! which each back-end's [`Dialect`] implements in its own folder.
 
 mod links;
 mod outbox;
 mod queue;
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -18,7 +21,8 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use uuid::Uuid;
 
 use super::{
-    Attempt, EnrolmentRecord, Job, Link, QueueStat, StoreResult, Writeback, WritebackStatus,
+    Admission, Attempt, EnrolmentRecord, Job, Link, NewJob, QueueStat, StoreResult, Writeback,
+    WritebackStatus,
 };
 
 /// The columns of a job, in the order the dialects' `job` decoders expect.
@@ -29,10 +33,13 @@ pub(super) const JOB_COLUMNS: &str = "id, seq, tenant, kind, event, keys, status
 pub(super) const WRITEBACK_COLUMNS: &str = "id, seq, job_id, tenant, entity, apit_id, payload, \
      status, attempts, created_at, retry_since, next_attempt_at, last_error";
 
-/// How one back-end binds values and decodes rows for the shared queries.
-pub(super) trait Dialect: Send + Sync + 'static {
+/// One back-end: how it binds values and decodes rows for the shared queries,
+/// and the operations it does its own way.
+pub trait Dialect: Send + Sync + Sized + 'static {
     /// The sqlx database.
     type Db: Database;
+    /// What else the back-end keeps beside its pools (SQLite: the group-commit queue).
+    type State: Send + Sync + 'static;
     /// A bound UUID.
     type Id: for<'q> Encode<'q, Self::Db> + Type<Self::Db> + Send + 'static;
     /// A bound time.
@@ -79,19 +86,65 @@ pub(super) trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send + 't;
 }
 
-/// The pools the shared queries run on: reads may go to a reader pool, writes
-/// go to the writer (SQLite: its single connection; PostgreSQL: the same pool).
-pub(super) struct Shared<D: Dialect> {
-    pub reader: Pool<D::Db>,
-    pub writer: Pool<D::Db>,
+/// The job-queue operations a back-end does its own way (in its `queue.rs`).
+pub trait QueueOps: Dialect {
+    /// `" FOR UPDATE"` where reading a row to change it must lock it.
+    const FOR_UPDATE: &'static str;
+
+    /// See [`super::JobQueue::admit`].
+    fn admit(
+        store: &SqlStore<Self>,
+        job: NewJob,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Admission>> + Send;
+
+    /// See [`super::JobQueue::claim`] (never called with a limit of 0).
+    fn claim(
+        store: &SqlStore<Self>,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+
+    /// Re-queues failed or dead job `id` inside `tx`: status queued, due now, a
+    /// new retry window, the next seq (so it goes behind newer jobs of its keys),
+    /// its keys active again, and it becomes the newest job of its entity.
+    /// Attempts and their history are kept.
+    fn requeue<'t>(
+        tx: &'t mut Transaction<'static, Self::Db>,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Job>> + Send + 't;
 }
 
-/// `impl<D: Dialect> Shared<D> { … }` with the bounds every shared query needs,
-/// written once: the pools and transactions execute, and the plain values
-/// (`&str`, `String`, `i64`, `bool`) bind on both back-ends, and a count reads back.
-macro_rules! shared_queries {
-    ($($body:tt)*) => {
-        impl<D: Dialect> Shared<D>
+/// The outbox operation a back-end does its own way (in its `outbox.rs`).
+pub trait OutboxOps: Dialect {
+    /// See [`super::Outbox::claim_writebacks`] (never called with a limit of 0).
+    fn claim_writebacks(
+        store: &SqlStore<Self>,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Writeback>>> + Send;
+}
+
+/// A store on one back-end. Reads may go to a reader pool, writes go to the
+/// writer (SQLite: its single connection; PostgreSQL: the same pool).
+pub struct SqlStore<D: Dialect> {
+    pub(in crate::store) reader: Pool<D::Db>,
+    pub(in crate::store) writer: Pool<D::Db>,
+    pub(in crate::store) state: D::State,
+}
+
+/// `impl Role for SqlStore<D>` for every dialect, with the bounds every
+/// shared query needs written once: the pools and transactions execute, the
+/// plain values (`&str`, `String`, `i64`, `bool`) bind on both back-ends, and
+/// a count reads back.
+macro_rules! for_every_dialect {
+    ($role:ident for $bound:ident { $($body:tt)* }) => {
+        #[async_trait::async_trait]
+        impl<D: $bound> $role for SqlStore<D>
         where
             for<'c> &'c mut <D::Db as sqlx::Database>::Connection:
                 sqlx::Executor<'c, Database = D::Db>,
@@ -114,4 +167,4 @@ macro_rules! shared_queries {
         }
     };
 }
-use shared_queries;
+use for_every_dialect;

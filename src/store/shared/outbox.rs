@@ -1,15 +1,25 @@
-//! Outbox queries, the same on both back-ends (claiming differs: see each back-end).
+//! The outbox on both back-ends (claiming differs: see each dialect).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Dialect, Shared, WRITEBACK_COLUMNS, shared_queries};
+use super::{OutboxOps, SqlStore, WRITEBACK_COLUMNS, for_every_dialect};
 use crate::store::codec;
-use crate::store::{NewWriteback, StoreResult, Writeback, WritebackFinish, WritebackStatus};
+use crate::store::{
+    NewWriteback, Outbox, StoreResult, Writeback, WritebackFinish, WritebackStatus,
+};
 
-shared_queries! {
-    /// See [`crate::store::Outbox::enqueue_writeback`].
-    pub async fn enqueue_writeback(&self, wb: NewWriteback, now: DateTime<Utc>) -> StoreResult<bool> {
+for_every_dialect! { Outbox for OutboxOps {
+    async fn claim_writebacks(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> StoreResult<Vec<Writeback>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        D::claim_writebacks(self, now, lease, limit).await
+    }
+
+    async fn enqueue_writeback(&self, wb: NewWriteback, now: DateTime<Utc>) -> StoreResult<bool> {
         let hash = codec::payload_hash(&wb.payload);
         let entity = wb.entity.as_str();
         let mut tx = D::begin_write(&self.writer).await?;
@@ -62,8 +72,7 @@ shared_queries! {
         Ok(true)
     }
 
-    /// See [`crate::store::Outbox::finish_writeback`].
-    pub async fn finish_writeback(
+    async fn finish_writeback(
         &self,
         id: Uuid,
         attempt: u32,
@@ -90,16 +99,14 @@ shared_queries! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    /// See [`crate::store::Outbox::pending_writebacks`].
-    pub async fn pending_writebacks(&self) -> StoreResult<u64> {
+    async fn pending_writebacks(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM writebacks WHERE status = 'pending'")
             .fetch_one(&self.reader)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// See [`crate::store::Outbox::writebacks_for_job`].
-    pub async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>> {
+    async fn writebacks_for_job(&self, job_id: Uuid) -> StoreResult<Vec<Writeback>> {
         let sql = format!("SELECT {WRITEBACK_COLUMNS} FROM writebacks WHERE job_id = $1 ORDER BY seq");
         let rows = sqlx::query(&sql)
             .bind(D::id(job_id))
@@ -107,4 +114,4 @@ shared_queries! {
             .await?;
         rows.iter().map(D::writeback).collect()
     }
-}
+} }

@@ -1,16 +1,56 @@
-//! Job-queue queries that are the same on both back-ends: reads, leases,
-//! finishing an attempt, queue figures.
+//! The job queue on both back-ends: reads, leases, finishing an attempt and
+//! queue figures here; admission, claiming and re-queueing in each dialect.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Dialect, JOB_COLUMNS, Shared, shared_queries};
+use super::{JOB_COLUMNS, QueueOps, SqlStore, for_every_dialect};
 use crate::store::codec::{self, FinishPlan};
-use crate::store::{Attempt, Finish, Job, JobFilter, QueueStat, StoreResult};
+use crate::store::{
+    Admission, Attempt, Finish, Job, JobFilter, JobQueue, JobStatus, NewJob, QueueStat,
+    RetryResult, StoreResult,
+};
 
-shared_queries! {
-    /// See [`crate::store::JobQueue::job`].
-    pub async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
+for_every_dialect! { JobQueue for QueueOps {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn admit(&self, job: NewJob, force: bool, now: DateTime<Utc>) -> StoreResult<Admission> {
+        D::admit(self, job, force, now).await
+    }
+
+    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: u32) -> StoreResult<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        D::claim(self, now, lease, limit).await
+    }
+
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<RetryResult> {
+        let mut tx = D::begin_write(&self.writer).await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1{}", D::FOR_UPDATE);
+        let row = sqlx::query(&sql)
+            .bind(D::id(id))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(job) = row.as_ref().map(D::job).transpose()? else {
+            tx.rollback().await?;
+            return Ok(RetryResult::NotFound);
+        };
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Dead) {
+            tx.rollback().await?;
+            return Ok(RetryResult::NotRetryable(job));
+        }
+        let job = D::requeue(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(RetryResult::Requeued(job))
+    }
+
+    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(D::id(id))
@@ -19,8 +59,7 @@ shared_queries! {
         row.as_ref().map(D::job).transpose()
     }
 
-    /// See [`crate::store::JobQueue::jobs`].
-    pub async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
+    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
         let needle = match &filter.reference {
             Some(reference) => match codec::reference_needle(reference) {
                 Some(needle) => Some(needle),
@@ -78,8 +117,7 @@ shared_queries! {
         rows.iter().map(D::job).collect()
     }
 
-    /// See [`crate::store::JobQueue::attempts`].
-    pub async fn attempts(&self, job_id: Uuid) -> StoreResult<Vec<Attempt>> {
+    async fn attempts(&self, job_id: Uuid) -> StoreResult<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT number, started_at, finished_at, calls, error, result \
              FROM attempts WHERE job_id = $1 ORDER BY number",
@@ -90,8 +128,7 @@ shared_queries! {
         rows.iter().map(D::attempt).collect()
     }
 
-    /// See [`crate::store::JobQueue::extend_lease`].
-    pub async fn extend_lease(&self, id: Uuid, attempt: u32, until: DateTime<Utc>) -> StoreResult<bool> {
+    async fn extend_lease(&self, id: Uuid, attempt: u32, until: DateTime<Utc>) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET lease_until = $1 \
              WHERE id = $2 AND status = 'running' AND attempts = $3",
@@ -104,8 +141,7 @@ shared_queries! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    /// See [`crate::store::JobQueue::finish`].
-    pub async fn finish(
+    async fn finish(
         &self,
         id: Uuid,
         attempt: u32,
@@ -158,8 +194,7 @@ shared_queries! {
         Ok(true)
     }
 
-    /// See [`crate::store::JobQueue::queue_stats`].
-    pub async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {
+    async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {
         let rows = sqlx::query(
             "SELECT tenant, status, COUNT(*) AS n, MIN(created_at) AS oldest \
              FROM jobs GROUP BY tenant, status ORDER BY tenant, status",
@@ -168,4 +203,4 @@ shared_queries! {
         .await?;
         rows.iter().map(D::queue_stat).collect()
     }
-}
+} }

@@ -14,7 +14,6 @@
 //! `?synchronous=full` to the URL to make every commit survive power loss too
 //! (one fsync per commit).
 
-mod links;
 mod outbox;
 mod queue;
 
@@ -35,7 +34,7 @@ use super::codec::{
     self, RawAttempt, RawEnrolment, RawJob, RawWriteback, from_ms, from_ms_opt, json, json_opt,
     to_ms,
 };
-use super::shared::{Dialect, Shared};
+use super::shared::{Dialect, SqlStore};
 use super::{
     Attempt, EnrolmentRecord, Job, Link, QueueStat, StoreResult, Writeback, WritebackStatus,
     migrations,
@@ -47,10 +46,12 @@ const READERS: u32 = 4;
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The SQLite back-end.
-pub struct SqliteStore {
-    /// `writer`: exactly one connection, all writes in order; `reader`: reads only.
-    shared: Shared<SqliteDialect>,
+/// The SQLite back-end. `writer`: exactly one connection, all writes in
+/// order; `reader`: reads only.
+pub type SqliteStore = SqlStore<SqliteDialect>;
+
+/// What SQLite keeps beside its pools.
+pub struct SqliteState {
     /// Admissions, committed in groups (see `queue.rs`).
     admits: mpsc::Sender<queue::AdmitRequest>,
 }
@@ -97,16 +98,17 @@ impl SqliteStore {
                 .await?
         };
         let admits = queue::start_group_commit(writer.clone());
-        Ok(SqliteStore {
-            shared: Shared { reader, writer },
-            admits,
+        Ok(SqlStore {
+            reader,
+            writer,
+            state: SqliteState { admits },
         })
     }
 
     /// Closes both pools (checkpointing the WAL), e.g. before reopening the file.
     pub async fn close(&self) {
-        self.shared.reader.close().await;
-        self.shared.writer.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -148,10 +150,11 @@ fn split_synchronous(url: &str) -> StoreResult<(String, SqliteSynchronous)> {
 }
 
 /// SQLite's encodings: ids as hyphenated text, times as unix milliseconds, JSON as text.
-pub(super) struct SqliteDialect;
+pub struct SqliteDialect;
 
 impl Dialect for SqliteDialect {
     type Db = Sqlite;
+    type State = SqliteState;
     type Id = String;
     type Time = i64;
     type Json = String;

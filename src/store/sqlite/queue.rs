@@ -3,21 +3,17 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Acquire, SqliteConnection};
+use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{SqliteDialect, SqliteStore};
 use crate::store::codec::{self, Decision, LEASE_EXPIRED, to_ms};
-use crate::store::shared::{Dialect, JOB_COLUMNS};
-use crate::store::{
-    Admission, Attempt, Finish, Job, JobFilter, JobQueue, JobStatus, NewJob, QueueStat,
-    RetryResult, StoreError, StoreResult,
-};
+use crate::store::shared::{Dialect, JOB_COLUMNS, QueueOps};
+use crate::store::{Admission, Job, NewJob, StoreError, StoreResult};
 
 /// Admissions waiting for the next group commit (back-pressure beyond this).
 const ADMIT_QUEUE: usize = 1024;
@@ -90,10 +86,7 @@ async fn commit_admits(writer: SqlitePool, mut queue: mpsc::Receiver<AdmitReques
     }
 }
 
-/// Re-queues a failed or dead job inside `tx`: status queued, due now, a new
-/// retry window, the next seq (so it goes behind newer jobs of its keys), its
-/// keys active again, and it becomes the newest job of its entity. Attempts
-/// and their history are kept.
+/// See [`QueueOps::requeue`].
 async fn requeue(tx: &mut SqliteConnection, id: Uuid, now: DateTime<Utc>) -> StoreResult<Job> {
     let id = id.to_string();
     let sql = format!(
@@ -197,17 +190,22 @@ async fn admit_in(
     }
 }
 
-#[async_trait]
-impl JobQueue for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.shared.reader).await?;
-        Ok(())
-    }
+impl QueueOps for SqliteDialect {
+    // The write transaction already holds the database's only write lock.
+    const FOR_UPDATE: &'static str = "";
 
-    async fn admit(&self, job: NewJob, force: bool, now: DateTime<Utc>) -> StoreResult<Admission> {
+    /// Admits through the group commit (see [`commit_admits`]).
+    async fn admit(
+        store: &SqliteStore,
+        job: NewJob,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission> {
         let closed = || StoreError::Unavailable("the store is closed".into());
         let (reply, answer) = oneshot::channel();
-        self.admits
+        store
+            .state
+            .admits
             .send(AdmitRequest {
                 job,
                 force,
@@ -219,46 +217,32 @@ impl JobQueue for SqliteStore {
         answer.await.map_err(|_| closed())?
     }
 
-    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
-        self.shared.job(id).await
-    }
-
-    async fn jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
-        self.shared.jobs(filter).await
-    }
-
-    async fn attempts(&self, job_id: Uuid) -> StoreResult<Vec<Attempt>> {
-        self.shared.attempts(job_id).await
-    }
-
+    /// Claims on the single writer connection, which makes it exclusive.
     async fn claim(
-        &self,
+        store: &SqliteStore,
         now: DateTime<Utc>,
         lease: Duration,
         limit: u32,
     ) -> StoreResult<Vec<Job>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let now_ms = to_ms(now);
         // One writer at a time makes the claim exclusive; the subquery picks the
         // runnable jobs, the UPDATE takes them. INDEXED BY pins the plan that
         // walks only active jobs in seq order and stops at the limit, whatever
         // the table statistics say (an error, not a slow scan, if it broke).
-        let mut tx = SqliteDialect::begin_write(&self.shared.writer).await?;
+        let mut tx = SqliteDialect::begin_write(&store.writer).await?;
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
-             lease_until = $2, updated_at = $1 \
-             WHERE id IN (SELECT j.id FROM jobs j INDEXED BY jobs_claim \
-               WHERE j.status IN ('queued', 'running') \
-               AND ((j.status = 'queued' AND j.next_attempt_at <= $1) \
-                 OR (j.status = 'running' AND j.lease_until < $1)) \
-               AND NOT EXISTS (SELECT 1 FROM job_keys mine \
-                 JOIN job_keys earlier ON earlier.tenant = mine.tenant \
-                   AND earlier.key = mine.key AND earlier.seq < mine.seq \
-                 WHERE mine.job_id = j.id) \
-               ORDER BY j.seq LIMIT $3) \
-             RETURNING {JOB_COLUMNS}"
+         lease_until = $2, updated_at = $1 \
+         WHERE id IN (SELECT j.id FROM jobs j INDEXED BY jobs_claim \
+           WHERE j.status IN ('queued', 'running') \
+           AND ((j.status = 'queued' AND j.next_attempt_at <= $1) \
+             OR (j.status = 'running' AND j.lease_until < $1)) \
+           AND NOT EXISTS (SELECT 1 FROM job_keys mine \
+             JOIN job_keys earlier ON earlier.tenant = mine.tenant \
+               AND earlier.key = mine.key AND earlier.seq < mine.seq \
+             WHERE mine.job_id = j.id) \
+           ORDER BY j.seq LIMIT $3) \
+         RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(&sql)
             .bind(now_ms)
@@ -273,8 +257,8 @@ impl JobQueue for SqliteStore {
         for job in &jobs {
             sqlx::query(
                 "UPDATE attempts SET finished_at = $1, error = $2 \
-                 WHERE job_id = $3 AND finished_at IS NULL; \
-                 INSERT INTO attempts (job_id, number, started_at) VALUES ($3, $4, $1)",
+             WHERE job_id = $3 AND finished_at IS NULL; \
+             INSERT INTO attempts (job_id, number, started_at) VALUES ($3, $4, $1)",
             )
             .bind(now_ms)
             .bind(LEASE_EXPIRED)
@@ -289,46 +273,11 @@ impl JobQueue for SqliteStore {
         Ok(jobs)
     }
 
-    async fn extend_lease(
-        &self,
+    async fn requeue(
+        tx: &mut Transaction<'static, Sqlite>,
         id: Uuid,
-        attempt: u32,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        self.shared.extend_lease(id, attempt, until).await
-    }
-
-    async fn finish(
-        &self,
-        id: Uuid,
-        attempt: u32,
         now: DateTime<Utc>,
-        finish: Finish,
-    ) -> StoreResult<bool> {
-        self.shared.finish(id, attempt, now, finish).await
-    }
-
-    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<RetryResult> {
-        let mut tx = SqliteDialect::begin_write(&self.shared.writer).await?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(job) = row.as_ref().map(SqliteDialect::job).transpose()? else {
-            tx.rollback().await?;
-            return Ok(RetryResult::NotFound);
-        };
-        if !matches!(job.status, JobStatus::Failed | JobStatus::Dead) {
-            tx.rollback().await?;
-            return Ok(RetryResult::NotRetryable(job));
-        }
-        let job = requeue(&mut tx, id, now).await?;
-        tx.commit().await?;
-        Ok(RetryResult::Requeued(job))
-    }
-
-    async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {
-        self.shared.queue_stats().await
+    ) -> StoreResult<Job> {
+        requeue(tx, id, now).await
     }
 }
