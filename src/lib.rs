@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod moodle;
 pub mod poller;
 pub mod retry;
+pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod tenant;

@@ -4,8 +4,11 @@
 //!   seeding the state it needs) and the answer is compared with the recording.
 //! * `rules`: the state rules, switches and faults the fixtures cannot show on their own.
 
-#[path = "../support/fake_moodle.rs"]
-mod fake_moodle;
+/// The simulator under the name these tests have always used.
+mod fake_moodle {
+    pub use apit_moodle_sync::simulator::MoodleSimulator as FakeMoodle;
+    pub use apit_moodle_sync::simulator::*;
+}
 
 mod replay;
 mod rules;

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod callback_receiver;
-pub mod fake_moodle;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub use callback_receiver::CallbackReceiver;
-pub use fake_moodle::{CourseSeed, FakeMoodle, Fault, UserSeed};
+pub use apit_moodle_sync::simulator::{CourseSeed, Fault, MoodleSimulator as FakeMoodle, UserSeed};
 
 pub const TENANT: &str = "acme";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-4f1c";

@@ -7,7 +7,7 @@
 //! batches, warnings instead of exceptions in `core_course_update_courses`, …).
 //!
 //! ```ignore
-//! let moodle = FakeMoodle::start().await;
+//! let moodle = MoodleSimulator::start().await;
 //! let client = MoodleClient::new(&moodle.url(), moodle.token().into(), …);
 //! moodle.fail_next(1, Fault::Http503);          // the next call gets a proxy 503
 //! assert_eq!(moodle.call_count("core_course_create_courses"), 2);
@@ -17,10 +17,10 @@
 //! (course 1); users 1 guest, 2 admin and [`TOKEN_USER`] 3 (who owns the token); the standard
 //! roles, of which student 5, teacher 4 and editingteacher 3 are assignable and manager 1 is
 //! not; all 15 functions in the token's service; every modelled capability granted; debugging
-//! off. Tests change that with the seeding methods and switches of [`FakeMoodle`].
+//! off. Tests change that with the seeding methods and switches of [`MoodleSimulator`].
 //!
 //! The file is in sections, read top to bottom:
-//! 1. the test-facing API ([`FakeMoodle`], seeds, snapshots, switches, faults);
+//! 1. the test-facing API ([`MoodleSimulator`], seeds, snapshots, switches, faults);
 //! 2. site state (one `Mutex<Site>`; `Db` is cloned to give batch calls a transaction);
 //! 3. the HTTP server (routes, the request pipeline, a listener that can reset connections);
 //! 4. request parsing (PHP's form decoding into nested arrays);
@@ -29,8 +29,8 @@
 //! 7. the function table and `core_webservice_get_site_info`;
 //! 8. courses; 9. users; 10. enrolments and roles; 11. grades and completion.
 //!
-//! It is included with `#[path = "../support/fake_moodle.rs"] mod fake_moodle;` by each test
-//! binary that needs it, so it depends on nothing else in `tests/`.
+//! It depends on nothing else in the crate: the tests, the benchmarks and the
+//! `simulate-moodle` command start it; the service itself never does.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,7 +150,7 @@ pub struct EnrolmentRecord {
     pub timeend: i64,
 }
 
-/// A course to seed with [`FakeMoodle::add_course`]; start from [`CourseSeed::new`].
+/// A course to seed with [`MoodleSimulator::add_course`]; start from [`CourseSeed::new`].
 #[derive(Debug, Clone)]
 pub struct CourseSeed {
     /// `None`: the next free id.
@@ -184,7 +184,7 @@ impl CourseSeed {
     }
 }
 
-/// A user to seed with [`FakeMoodle::add_user`]; start from [`UserSeed::new`].
+/// A user to seed with [`MoodleSimulator::add_user`]; start from [`UserSeed::new`].
 #[derive(Debug, Clone)]
 pub struct UserSeed {
     /// `None`: the next free id.
@@ -215,22 +215,22 @@ impl UserSeed {
 }
 
 /// The running fake site. Dropping it stops accepting connections.
-pub struct FakeMoodle {
+pub struct MoodleSimulator {
     url: String,
     token: String,
     shared: Arc<Mutex<Site>>,
     server: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for FakeMoodle {
+impl Drop for MoodleSimulator {
     fn drop(&mut self) {
         self.server.abort();
     }
 }
 
-impl FakeMoodle {
+impl MoodleSimulator {
     /// Starts a freshly seeded site on `127.0.0.1:<random port>`.
-    pub async fn start() -> FakeMoodle {
+    pub async fn start() -> MoodleSimulator {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake Moodle");
@@ -244,7 +244,7 @@ impl FakeMoodle {
             let service = app.into_make_service_with_connect_info::<Conn>();
             let _ = axum::serve(listener, service).await;
         });
-        FakeMoodle {
+        MoodleSimulator {
             url,
             token,
             shared,
