@@ -13,8 +13,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-pub use callback_receiver::CallbackReceiver;
 pub use apit_moodle_sync::simulator::{CourseSeed, Fault, MoodleSimulator as FakeMoodle, UserSeed};
+pub use callback_receiver::CallbackReceiver;
 
 pub const TENANT: &str = "acme";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-4f1c";
