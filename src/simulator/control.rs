@@ -1,10 +1,14 @@
 //! The test-facing controls of [`MoodleSimulator`]: seeding, site switches, faults and timing.
+//!
+//! These are for the code that owns the simulator, never reachable by a request, so they
+//! panic on misuse (an unknown course or user id, a function or capability the simulator
+//! does not model): that is a bug in the caller's set-up, best reported where it is made.
 
 use std::time::Duration;
 
 use super::functions::FUNCTIONS;
 use super::site::{
-    CAPABILITIES, CategoryRow, CompletionRow, CourseRow, EnrolRow, FaultRule, GradeRow, UserRow,
+    CAPABILITIES, CategoryRow, CompletionRow, CourseRow, Db, EnrolRow, FaultRule, GradeRow, UserRow,
 };
 use super::{CourseSeed, Fault, ManualInstance, MoodleSimulator, UserSeed, now};
 
@@ -28,7 +32,9 @@ impl MoodleSimulator {
     /// Adds a course (with an enabled manual enrolment instance) and returns its id.
     pub fn add_course(&self, seed: CourseSeed) -> i64 {
         let mut site = self.site();
-        let id = seed.id.unwrap_or_else(|| site.db.next_course_id());
+        let id = seed
+            .id
+            .unwrap_or_else(|| site.db.next_course_id().expect("a free course id"));
         assert!(
             !site.db.courses.contains_key(&id),
             "course id {id} already exists"
@@ -47,7 +53,9 @@ impl MoodleSimulator {
     /// Adds a confirmed user and returns its id.
     pub fn add_user(&self, seed: UserSeed) -> i64 {
         let mut site = self.site();
-        let id = seed.id.unwrap_or_else(|| site.db.next_user_id());
+        let id = seed
+            .id
+            .unwrap_or_else(|| site.db.next_user_id().expect("a free user id"));
         assert!(
             !site.db.users.contains_key(&id),
             "user id {id} already exists"
@@ -139,7 +147,7 @@ impl MoodleSimulator {
         let f = FUNCTIONS
             .iter()
             .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("the fake does not implement {name}"));
+            .unwrap_or_else(|| panic!("the simulator does not implement {name}"));
         if !site.cfg.service.contains(&f.name) {
             site.cfg.service.push(f.name);
         }
@@ -154,7 +162,7 @@ impl MoodleSimulator {
     pub fn lack_capability(&self, capability: &str) {
         assert!(
             CAPABILITIES.iter().any(|(c, _)| *c == capability),
-            "the fake does not model the capability {capability}"
+            "the simulator does not model the capability {capability}"
         );
         self.site().cfg.lacking.insert(capability.into());
     }
@@ -218,5 +226,21 @@ impl MoodleSimulator {
     /// holding the site lock: like Moodle, two racing creates both pass the email check.
     pub fn set_create_delay(&self, delay: Duration) {
         self.site().cfg.create_delay = delay;
+    }
+}
+
+impl Db {
+    /// For seeding: a missing course is a bug in the caller.
+    fn course_mut(&mut self, id: i64) -> &mut CourseRow {
+        self.courses
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no course {id} in the simulator"))
+    }
+
+    /// For seeding: a missing user is a bug in the caller.
+    fn user(&self, id: i64) -> &UserRow {
+        self.users
+            .get(&id)
+            .unwrap_or_else(|| panic!("no user {id} in the simulator"))
     }
 }

@@ -17,7 +17,7 @@ pub(super) fn courses_by_field_params() -> Desc {
 
 /// `core_course_external::get_courses_by_field`.
 pub(super) fn courses_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let (field, value) = (p.str("field"), p.str("value"));
+    let (field, value) = (p.str("field")?, p.str("value")?);
     let all = site.db.courses.values();
     let found: Vec<&CourseRow> = match field {
         "" => all.collect(),
@@ -88,12 +88,12 @@ fn course_by_field_json(site: &Site, c: &CourseRow, manager: bool) -> Value {
         json!(format!(
             "{}/pluginfile.php/{}/course/generated/course.svg",
             site.url,
-            100 + c.id
+            c.id.saturating_add(100)
         )),
     );
     put("categoryid", json!(c.category));
     put("categoryname", json!(category_name));
-    put("sortorder", json!(c.category * 10000 + c.id));
+    put("sortorder", json!(sortorder(c)));
     put("summary", json!(c.summary));
     put("summaryformat", json!(c.summaryformat));
     put("summaryfiles", json!([]));
@@ -166,7 +166,7 @@ pub(super) fn get_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
         .map_or(&[][..], |o| o.list("ids"))
         .iter()
         .map(V::as_int)
-        .collect();
+        .collect::<Result<_, _>>()?;
     let manager = site.can("moodle/course:update");
     let can_see_hidden = manager || site.can("moodle/course:viewhiddencourses");
     let mut out = Vec::new();
@@ -200,7 +200,7 @@ pub(super) fn get_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
         put("showactivitydates", json!(false));
         put("showcompletionconditions", json!(true));
         if manager {
-            put("categorysortorder", json!(c.category * 10000 + c.id));
+            put("categorysortorder", json!(sortorder(c)));
             put("idnumber", json!(c.idnumber));
             put("showgrades", json!(c.showgrades));
             put("newsitems", json!(c.newsitems));
@@ -226,4 +226,10 @@ pub(super) fn get_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
         out.push(Value::Object(m));
     }
     Ok(Value::Array(out))
+}
+
+/// A sort order that follows the category, then the id. An update may have moved a course
+/// to any category id, so the arithmetic saturates rather than overflows.
+fn sortorder(c: &CourseRow) -> i64 {
+    c.category.saturating_mul(10000).saturating_add(c.id)
 }

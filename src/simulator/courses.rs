@@ -108,7 +108,7 @@ pub(super) fn create_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     let mut created = Vec::new();
     for c in p.list("courses") {
-        let categoryid = c.int("categoryid");
+        let categoryid = c.int("categoryid")?;
         let Some(category) = db.categories.get(&categoryid).cloned() else {
             return Err(Exc::moodle(
                 "errorcatcontextnotvalid",
@@ -120,20 +120,20 @@ pub(super) fn create_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
             .debug("Context does not exist"));
         };
         site.require("moodle/course:create")?;
-        let (fullname, shortname) = (c.str("fullname"), c.str("shortname"));
+        let (fullname, shortname) = (c.str("fullname")?, c.str("shortname")?);
         if php_trim(fullname).is_empty() {
             return Err(invalid_course_param("fullname"));
         }
         if php_trim(shortname).is_empty() {
             return Err(invalid_course_param("shortname"));
         }
-        if c.opt_str("lang").is_some_and(|l| !LANGS.contains(&l)) {
+        if c.opt_str("lang")?.is_some_and(|l| !LANGS.contains(&l)) {
             return Err(invalid_course_param("lang"));
         }
         // forcetheme is ignored: course themes are off on a default site.
         // Without moodle/course:visibility the category's visibility silently wins.
         let category_visible = category.visible as i64;
-        let visible = match c.opt_int("visible") {
+        let visible = match c.opt_int("visible")? {
             Some(v) if site.can("moodle/course:visibility") => v,
             _ => category_visible,
         };
@@ -144,14 +144,14 @@ pub(super) fn create_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
                 &format!("Short name is already used for another course ({shortname})"),
             ));
         }
-        let idnumber = c.opt_str("idnumber").unwrap_or("");
+        let idnumber = c.opt_str("idnumber")?.unwrap_or("");
         if !php_empty(idnumber) && db.courses.values().any(|x| x.idnumber == idnumber) {
             return Err(Exc::moodle(
                 "courseidnumbertaken",
                 &format!("ID number is already used for another course ({idnumber})"),
             ));
         }
-        check_course_dates(c.opt_int("startdate"), c.opt_int("enddate"))?;
+        check_course_dates(c.opt_int("startdate")?, c.opt_int("enddate")?)?;
         check_widths(
             "INSERT INTO mdl_course",
             COURSE_COLUMNS,
@@ -161,19 +161,19 @@ pub(super) fn create_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
                 ("idnumber", idnumber),
             ],
         )?;
-        let id = db.next_course_id();
+        let id = db.next_course_id()?;
         let mut row = CourseRow::new(id, categoryid, fullname, shortname);
         row.idnumber = idnumber.into();
-        row.summary = c.opt_str("summary").unwrap_or("").into();
-        row.summaryformat = c.int("summaryformat");
-        row.format = c.str("format").into();
-        row.showgrades = c.int("showgrades");
-        row.newsitems = c.int("newsitems");
-        row.startdate = c.opt_int("startdate").unwrap_or(0);
-        row.enddate = c.opt_int("enddate").unwrap_or(0);
+        row.summary = c.opt_str("summary")?.unwrap_or("").into();
+        row.summaryformat = c.int("summaryformat")?;
+        row.format = c.str("format")?.into();
+        row.showgrades = c.int("showgrades")?;
+        row.newsitems = c.int("newsitems")?;
+        row.startdate = c.opt_int("startdate")?.unwrap_or(0);
+        row.enddate = c.opt_int("enddate")?.unwrap_or(0);
         row.visible = visible;
-        row.enablecompletion = c.opt_int("enablecompletion").unwrap_or(1);
-        row.lang = c.opt_str("lang").unwrap_or("").into();
+        row.enablecompletion = c.opt_int("enablecompletion")?.unwrap_or(1);
+        row.lang = c.opt_str("lang")?.unwrap_or("").into();
         db.courses.insert(id, row);
         created.push(json!({"id": id, "shortname": shortname}));
     }
@@ -188,7 +188,7 @@ pub(super) fn update_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
         if let Err(e) = update_course(site, c) {
             warnings.push(json!({
                 "item": "course",
-                "itemid": c.int("id"),
+                "itemid": c.int("id")?,
                 "warningcode": e.errorcode.unwrap_or_else(|| "0".into()),
                 "message": e.message,
             }));
@@ -198,7 +198,7 @@ pub(super) fn update_courses(site: &mut Site, p: &V) -> Result<Value, Exc> {
 }
 
 fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
-    let id = c.int("id");
+    let id = c.int("id")?;
     let Some(old) = site.db.courses.get(&id).cloned() else {
         return Err(Exc::missing_course(id));
     };
@@ -206,47 +206,47 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
     let mut new = old.clone();
     // A further capability is needed only for a value that actually changes.
     let mut moved = false;
-    if let Some(category) = c.opt_int("categoryid").filter(|v| *v != old.category) {
+    if let Some(category) = c.opt_int("categoryid")?.filter(|v| *v != old.category) {
         site.require("moodle/course:changecategory")?;
         if category != 0 {
             new.category = category;
             moved = true;
         }
     }
-    if let Some(v) = c.opt_str("fullname").filter(|v| *v != old.fullname) {
+    if let Some(v) = c.opt_str("fullname")?.filter(|v| *v != old.fullname) {
         site.require("moodle/course:changefullname")?;
         if php_trim(v).is_empty() {
             return Err(invalid_course_param("fullname"));
         }
         new.fullname = v.into();
     }
-    if let Some(v) = c.opt_str("shortname").filter(|v| *v != old.shortname) {
+    if let Some(v) = c.opt_str("shortname")?.filter(|v| *v != old.shortname) {
         site.require("moodle/course:changeshortname")?;
         if php_trim(v).is_empty() {
             return Err(invalid_course_param("shortname"));
         }
         new.shortname = v.into();
     }
-    if let Some(v) = c.opt_str("idnumber").filter(|v| *v != old.idnumber) {
+    if let Some(v) = c.opt_str("idnumber")?.filter(|v| *v != old.idnumber) {
         site.require("moodle/course:changeidnumber")?;
         new.idnumber = v.into();
     }
-    if let Some(v) = c.opt_str("summary").filter(|v| *v != old.summary) {
+    if let Some(v) = c.opt_str("summary")?.filter(|v| *v != old.summary) {
         site.require("moodle/course:changesummary")?;
         new.summary = v.into();
     }
     if let Some(v) = c
-        .opt_int("summaryformat")
+        .opt_int("summaryformat")?
         .filter(|v| *v != old.summaryformat)
     {
         site.require("moodle/course:changesummary")?;
         new.summaryformat = v;
     }
-    if let Some(v) = c.opt_int("visible").filter(|v| *v != old.visible) {
+    if let Some(v) = c.opt_int("visible")?.filter(|v| *v != old.visible) {
         site.require("moodle/course:visibility")?;
         new.visible = v;
     }
-    if let Some(lang) = c.opt_str("lang") {
+    if let Some(lang) = c.opt_str("lang")? {
         if !lang.is_empty() && !LANGS.contains(&lang) {
             return Err(invalid_course_param("lang"));
         }
@@ -300,23 +300,23 @@ fn update_course(site: &mut Site, c: &V) -> Result<(), Exc> {
         }
     }
     // Only the dates that were sent are compared (moodle-ws.md §2.3).
-    check_course_dates(c.opt_int("startdate"), c.opt_int("enddate"))?;
-    if let Some(v) = c.opt_int("startdate") {
+    check_course_dates(c.opt_int("startdate")?, c.opt_int("enddate")?)?;
+    if let Some(v) = c.opt_int("startdate")? {
         new.startdate = v;
     }
-    if let Some(v) = c.opt_int("enddate") {
+    if let Some(v) = c.opt_int("enddate")? {
         new.enddate = v;
     }
-    if let Some(v) = c.opt_str("format") {
+    if let Some(v) = c.opt_str("format")? {
         new.format = v.into();
     }
-    if let Some(v) = c.opt_int("showgrades") {
+    if let Some(v) = c.opt_int("showgrades")? {
         new.showgrades = v;
     }
-    if let Some(v) = c.opt_int("newsitems") {
+    if let Some(v) = c.opt_int("newsitems")? {
         new.newsitems = v;
     }
-    if let Some(v) = c.opt_int("enablecompletion") {
+    if let Some(v) = c.opt_int("enablecompletion")? {
         new.enablecompletion = v;
     }
     check_widths(

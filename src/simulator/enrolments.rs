@@ -54,7 +54,7 @@ fn no_instance() -> Exc {
 pub(super) fn enrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     for e in p.list("enrolments") {
-        let (roleid, userid, courseid) = (e.int("roleid"), e.int("userid"), e.int("courseid"));
+        let (roleid, userid, courseid) = (e.int("roleid")?, e.int("userid")?, e.int("courseid")?);
         let Some(course) = db.courses.get(&courseid) else {
             return Err(Exc::invalid_parameter("Context does not exist".into()));
         };
@@ -84,9 +84,9 @@ pub(super) fn enrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
         // Enrolling again overwrites status and dates (missing keys count as 0 / active)
         // and adds the role if it is new; it never removes a role.
         let row = EnrolRow {
-            suspended: e.opt_int("suspend").unwrap_or(0) != 0,
-            timestart: e.opt_int("timestart").unwrap_or(0),
-            timeend: e.opt_int("timeend").unwrap_or(0),
+            suspended: e.opt_int("suspend")?.unwrap_or(0) != 0,
+            timestart: e.opt_int("timestart")?.unwrap_or(0),
+            timeend: e.opt_int("timeend")?.unwrap_or(0),
         };
         db.enrolments.insert((courseid, userid), row);
         db.assign_role(courseid, userid, roleid);
@@ -99,7 +99,7 @@ pub(super) fn enrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
 pub(super) fn unenrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     for e in p.list("enrolments") {
-        let (userid, courseid) = (e.int("userid"), e.int("courseid"));
+        let (userid, courseid) = (e.int("userid")?, e.int("courseid")?);
         let Some(course) = db.courses.get(&courseid) else {
             return Err(Exc::missing_course(courseid));
         };
@@ -151,14 +151,14 @@ const USER_FIELDS: &[&str] = &[
 
 /// `core_enrol_external::get_enrolled_users`: active and suspended users, by user id.
 pub(super) fn enrolled_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let courseid = p.int("courseid");
+    let courseid = p.int("courseid")?;
     let (mut onlyactive, mut onlysuspended) = (false, false);
     let mut userfields: Vec<String> = Vec::new();
     let (mut limitfrom, mut limitnumber) = (0usize, 0usize);
     let (mut sortby, mut descending) = ("id", false);
     for o in p.list("options") {
-        let value = o.str("value");
-        match o.str("name") {
+        let value = o.str("value")?;
+        match o.str("name")? {
             "onlyactive" => onlyactive = !php_empty(value),
             "onlysuspended" => onlysuspended = !php_empty(value),
             "userfields" => {
@@ -278,8 +278,8 @@ fn enrolled_user_json(
         m.insert("lastcourseaccess".into(), json!(0));
     }
     for key in ["profileimageurlsmall", "profileimageurl"] {
-        if wanted(key) {
-            m.insert(key.into(), details[key].clone());
+        if let Some(v) = details.get(key).filter(|_| wanted(key)) {
+            m.insert(key.into(), v.clone());
         }
     }
     if wanted("roles") {
@@ -330,11 +330,11 @@ pub(super) fn assign_roles_params() -> Desc {
 pub(super) fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     for a in p.list("assignments") {
-        let (roleid, userid) = (a.int("roleid"), a.int("userid"));
+        let (roleid, userid) = (a.int("roleid")?, a.int("userid")?);
         let courseid = match (
-            a.opt_int("contextid"),
-            a.opt_str("contextlevel"),
-            a.opt_int("instanceid"),
+            a.opt_int("contextid")?,
+            a.opt_str("contextlevel")?,
+            a.opt_int("instanceid")?,
         ) {
             (None, Some("course"), Some(instance)) => instance,
             (None, Some("system" | "user" | "coursecat" | "module" | "block"), Some(_)) => {

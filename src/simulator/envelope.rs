@@ -2,7 +2,7 @@
 //! answers (moodle-ws.md §1.5, §1.6).
 
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
@@ -209,20 +209,33 @@ impl Format {
 }
 
 /// HTTP 200 with the headers of `webservice_rest_server::send_headers`.
-fn moodle_response(content_type: &str, body: String) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(
-            header::CACHE_CONTROL,
-            "private, must-revalidate, pre-check=0, post-check=0, max-age=0",
-        )
-        .header(header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT")
-        .header(header::PRAGMA, "no-cache")
-        .header(header::ACCEPT_RANGES, "none")
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .body(Body::from(body))
-        .expect("valid response")
+fn moodle_response(content_type: &'static str, body: String) -> Response {
+    let cache = "private, must-revalidate, pre-check=0, post-check=0, max-age=0";
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, cache),
+        (header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (header::PRAGMA, "no-cache"),
+        (header::ACCEPT_RANGES, "none"),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    ];
+    response(StatusCode::OK, &headers, body)
+}
+
+/// A response with fixed headers (static values cannot be invalid, so nothing can fail).
+pub(super) fn response(
+    status: StatusCode,
+    headers: &[(HeaderName, &'static str)],
+    body: String,
+) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Moodle's REST XML: `<SINGLE>` objects, `<MULTIPLE>` lists, `<VALUE>` scalars.

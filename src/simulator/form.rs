@@ -157,6 +157,9 @@ pub(super) fn php_array(sources: &[&[u8]]) -> Vec<(String, Node)> {
     merged
 }
 
+/// PHP's `max_input_nesting_level` (its default, which Moodle does not ask to change).
+const MAX_INPUT_NESTING_LEVEL: usize = 64;
+
 /// `php_register_variable_ex`: `users[0][email]` nests; `[]` appends; in the base name
 /// spaces and dots become underscores.
 fn php_insert(root: &mut Vec<(String, Node)>, key: &str, value: Vec<u8>) {
@@ -172,48 +175,61 @@ fn php_insert(root: &mut Vec<(String, Node)>, key: &str, value: Vec<u8>) {
     if base.is_empty() {
         return;
     }
-    let mut path = vec![Some(base)];
+    let mut indexes = Vec::new();
     while let Some(stripped) = rest.strip_prefix('[') {
+        // Too deep: PHP drops the whole variable, values sent before included. The limit
+        // also bounds the recursion below.
+        if indexes.len() == MAX_INPUT_NESTING_LEVEL {
+            root.retain(|(k, _)| *k != base);
+            return;
+        }
         let Some(end) = stripped.find(']') else { break };
         let index = &stripped[..end];
-        path.push(if index.is_empty() {
-            None
-        } else {
-            Some(index.to_owned())
-        });
+        indexes.push((!index.is_empty()).then(|| index.to_owned()));
         rest = &stripped[end + 1..];
     }
-    insert_path(root, &path, value);
+    insert_path(root, Some(base), &indexes, value);
 }
 
-fn insert_path(map: &mut Vec<(String, Node)>, path: &[Option<String>], value: Vec<u8>) {
-    let key = match &path[0] {
-        Some(k) => k.clone(),
+/// Stores `value` under `key` (`None`: PHP's append) and then the nested `indexes`.
+fn insert_path(
+    map: &mut Vec<(String, Node)>,
+    key: Option<String>,
+    indexes: &[Option<String>],
+    value: Vec<u8>,
+) {
+    let key = match key {
+        Some(k) => k,
         None => {
-            // `[]`: the next integer key, as PHP's append does.
+            // `[]`: the next integer key. Past the largest key there is none, and PHP
+            // drops the value.
             let next = map
                 .iter()
                 .filter_map(|(k, _)| k.parse::<i64>().ok())
                 .max()
-                .map_or(0, |m| m + 1);
-            next.to_string()
+                .map_or(Some(0), |m| m.checked_add(1));
+            match next {
+                Some(next) => next.to_string(),
+                None => return,
+            }
         }
     };
-    let slot = match map.iter().position(|(k, _)| *k == key) {
-        Some(i) => &mut map[i].1,
+    let i = match map.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
         None => {
             map.push((key, Node::Map(Vec::new())));
-            &mut map.last_mut().expect("just pushed").1
+            map.len() - 1
         }
     };
-    if path.len() == 1 {
+    let slot = &mut map[i].1;
+    let Some((next, deeper)) = indexes.split_first() else {
         *slot = Node::Leaf(value);
         return;
-    }
+    };
     if matches!(slot, Node::Leaf(_)) {
         *slot = Node::Map(Vec::new());
     }
     if let Node::Map(inner) = slot {
-        insert_path(inner, &path[1..], value);
+        insert_path(inner, next.clone(), deeper, value);
     }
 }

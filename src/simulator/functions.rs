@@ -200,7 +200,10 @@ fn site_info(site: &mut Site, _: &V) -> Result<Value, Exc> {
     .iter()
     .map(|(name, value)| json!({"name": name, "value": value}))
     .collect();
-    let user = &site.db.users[&TOKEN_USER];
+    // Nothing removes the token user, but its absence must not take the server down.
+    let Some(user) = site.db.users.get(&TOKEN_USER) else {
+        return Err(Exc::invalid_user(TOKEN_USER));
+    };
     Ok(json!({
         "sitename": "Fake Moodle",
         "username": user.username,

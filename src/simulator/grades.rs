@@ -28,7 +28,7 @@ fn graded_users(db: &Db, courseid: i64, at: i64) -> Vec<i64> {
 
 /// `gradereport_user\external\user::get_grade_items`, with only the course total item.
 pub(super) fn grade_items(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let (courseid, userid) = (p.int("courseid"), p.int("userid"));
+    let (courseid, userid) = (p.int("courseid")?, p.int("userid")?);
     let Some(course) = site.db.courses.get(&courseid) else {
         return Err(Exc::missing_course(courseid));
     };
@@ -51,8 +51,8 @@ pub(super) fn grade_items(site: &mut Site, p: &V) -> Result<Value, Exc> {
     }
     let usergrades: Vec<Value> = userids
         .iter()
-        .map(|id| {
-            let u = &site.db.users[id];
+        .filter_map(|id| site.db.users.get(id).map(|u| (id, u)))
+        .map(|(id, u)| {
             let grade = site.db.grades.get(&(courseid, *id));
             json!({
                 "courseid": courseid,
@@ -109,7 +109,7 @@ pub(super) fn course_grades_params() -> Desc {
 
 /// `gradereport_overview_external::get_course_grades`: one user's course totals.
 pub(super) fn course_grades(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let userid = match p.int("userid") {
+    let userid = match p.int("userid")? {
         0 => TOKEN_USER,
         id => id,
     };
@@ -152,7 +152,7 @@ pub(super) fn completion_params() -> Desc {
 /// `core_completion_external::get_course_completion_status`, with one self-completion
 /// criterion standing for "the course's criteria".
 pub(super) fn completion_status(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let (courseid, userid) = (p.int("courseid"), p.int("userid"));
+    let (courseid, userid) = (p.int("courseid")?, p.int("userid")?);
     let Some(course) = site.db.courses.get(&courseid) else {
         return Err(Exc::missing_course(courseid));
     };

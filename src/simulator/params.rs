@@ -1,6 +1,7 @@
 //! Parameter descriptions and their validation (`external_api::validate_parameters`,
 //! `clean_param`, moodle-ws.md §1.2, §1.3).
 
+use super::envelope::Exc;
 use super::form::Node;
 use super::php::{clean_text, php_empty, php_intval, php_trim, strip_tags};
 
@@ -125,6 +126,10 @@ pub(super) enum V {
     O(Vec<(&'static str, V)>),
 }
 
+// The functions read their parameters through these. Validation has already made every
+// declared key the declared shape, so an error here is a mismatch between a function and
+// its own declaration: a bug in the simulator, answered as Moodle answers its own bugs
+// (`codingerror`) instead of taking the server down.
 impl V {
     pub(super) fn get(&self, key: &str) -> Option<&V> {
         match self {
@@ -132,31 +137,29 @@ impl V {
             _ => None,
         }
     }
-    pub(super) fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> Result<&str, Exc> {
         match self {
-            V::S(s) => s,
-            _ => panic!("not a scalar: {self:?}"),
+            V::S(s) => Ok(s),
+            _ => Err(undeclared("a scalar that is a list or an object")),
         }
     }
-    /// Only called on values validated as PARAM_INT, which are canonical integers.
-    pub(super) fn as_int(&self) -> i64 {
-        self.as_str().parse().expect("validated as int")
+    /// Values validated as PARAM_INT are canonical integers, so this parses.
+    pub(super) fn as_int(&self) -> Result<i64, Exc> {
+        let s = self.as_str()?;
+        s.parse()
+            .map_err(|_| undeclared(&format!("\"{s}\" as an int")))
     }
-    pub(super) fn str(&self, key: &str) -> &str {
-        self.get(key)
-            .unwrap_or_else(|| panic!("missing {key}"))
-            .as_str()
+    pub(super) fn str(&self, key: &str) -> Result<&str, Exc> {
+        self.required(key)?.as_str()
     }
-    pub(super) fn int(&self, key: &str) -> i64 {
-        self.get(key)
-            .unwrap_or_else(|| panic!("missing {key}"))
-            .as_int()
+    pub(super) fn int(&self, key: &str) -> Result<i64, Exc> {
+        self.required(key)?.as_int()
     }
-    pub(super) fn opt_str(&self, key: &str) -> Option<&str> {
-        self.get(key).map(V::as_str)
+    pub(super) fn opt_str(&self, key: &str) -> Result<Option<&str>, Exc> {
+        self.get(key).map(V::as_str).transpose()
     }
-    pub(super) fn opt_int(&self, key: &str) -> Option<i64> {
-        self.get(key).map(V::as_int)
+    pub(super) fn opt_int(&self, key: &str) -> Result<Option<i64>, Exc> {
+        self.get(key).map(V::as_int).transpose()
     }
     pub(super) fn list(&self, key: &str) -> &[V] {
         match self.get(key) {
@@ -164,6 +167,17 @@ impl V {
             _ => &[],
         }
     }
+    fn required(&self, key: &str) -> Result<&V, Exc> {
+        self.get(key)
+            .ok_or_else(|| undeclared(&format!("the missing key {key}")))
+    }
+}
+
+fn undeclared(what: &str) -> Exc {
+    Exc::coding(
+        &format!("the simulator read {what} that its parameter description does not give"),
+        None,
+    )
 }
 
 /// Checks `node` against `desc`; the error is the debuginfo Moodle builds, path included

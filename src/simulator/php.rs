@@ -140,16 +140,123 @@ pub(super) fn validate_email(email: &str) -> bool {
 /// SQL `LIKE` without case (Moodle's `sql_like(…, false)`): `%` any run, `_` one character,
 /// `\` escapes.
 pub(super) fn like_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('%') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-            Some('_') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('\\') if p.len() > 1 => t.first() == Some(&p[1]) && go(&p[2..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+    #[derive(PartialEq)]
+    enum Token {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut chars = pattern
+        .to_lowercase()
+        .chars()
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut p = Vec::new();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            '%' => Token::Any,
+            '_' => Token::One,
+            // A trailing backslash escapes nothing and stands for itself.
+            '\\' => Token::Char(chars.next().unwrap_or('\\')),
+            c => Token::Char(c),
+        });
+    }
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    // Greedy matching that backtracks to the last `%` only: linear memory and no recursion,
+    // whatever pattern a request sends.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(Token::One) => (pi, ti) = (pi + 1, ti + 1),
+            Some(Token::Char(c)) if *c == t[ti] => (pi, ti) = (pi + 1, ti + 1),
+            Some(Token::Any) => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    (pi, ti) = (sp + 1, st + 1);
+                }
+                None => return false,
+            },
         }
     }
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let t: Vec<char> = text.to_lowercase().chars().collect();
-    go(&p, &t)
+    p[pi..].iter().all(|token| *token == Token::Any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_match;
+
+    /// The definition, written as recursion (exponential, so only for short inputs).
+    fn reference(pattern: &str, text: &str) -> bool {
+        fn go(p: &[char], t: &[char]) -> bool {
+            match p.first() {
+                None => t.is_empty(),
+                Some('%') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
+                Some('_') => !t.is_empty() && go(&p[1..], &t[1..]),
+                Some('\\') if p.len() > 1 => t.first() == Some(&p[1]) && go(&p[2..], &t[1..]),
+                Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+            }
+        }
+        let p: Vec<char> = pattern.to_lowercase().chars().collect();
+        let t: Vec<char> = text.to_lowercase().chars().collect();
+        go(&p, &t)
+    }
+
+    #[test]
+    fn like_agrees_with_its_definition() {
+        let patterns = [
+            "",
+            "%",
+            "%%",
+            "_",
+            "a",
+            "A%",
+            "%@example.com",
+            "ada%@%.com",
+            "a_a",
+            "%a%a%",
+            "\\%",
+            "\\_",
+            "a\\",
+            "\\",
+            "%\\%%",
+            "_%_",
+            "ad%a",
+            "%b%",
+            "ADA@EXAMPLE.COM",
+        ];
+        let texts = [
+            "",
+            "a",
+            "aa",
+            "ada",
+            "Ada@Example.com",
+            "ada.l@x.com",
+            "%",
+            "_",
+            "a\\",
+            "\\",
+            "%a",
+            "aba",
+            "abba",
+            "b",
+        ];
+        for p in patterns {
+            for t in texts {
+                assert_eq!(like_match(p, t), reference(p, t), "{p:?} against {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_pattern_neither_recurses_nor_backtracks_forever() {
+        let pattern = "%_".repeat(100_000) + "x";
+        let text = "a".repeat(1_000);
+        assert!(!like_match(&pattern, &text));
+        assert!(like_match(&"_".repeat(1_000), &text));
+    }
 }

@@ -17,11 +17,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
 use axum::serve::{IncomingStream, Listener};
+use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::envelope::{Exc, Format};
+use super::envelope::{Exc, Format, response};
 use super::form::{Node, RestRequest, php_array};
 use super::functions::{FUNCTIONS, OTHER_FUNCTIONS, Run, WsFunction};
 use super::params::validate;
@@ -46,8 +47,9 @@ async fn rest_server(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = read_body(body).await;
     let req = RestRequest::parse(&method, &uri, &headers, &body);
     // Faults stand for the network and the proxies between client and Moodle, so they come
     // first; the call is recorded either way because the client did send it.
@@ -102,6 +104,31 @@ async fn rest_server(
         Ok(value) => req.format.success(&value, optional),
         Err(exc) => req.format.error(&exc, debug),
     }
+}
+
+/// PHP's default `post_max_size`.
+const POST_MAX_SIZE: usize = 8 * 1024 * 1024;
+
+/// The request body as PHP sees it: a body over `post_max_size` is thrown away whole (the
+/// call then reaches Moodle without parameters), but it is read to the end so the client
+/// gets its answer; an unreadable body is no body either.
+async fn read_body(body: Body) -> Bytes {
+    let mut chunks = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut too_big = false;
+    while let Some(chunk) = chunks.next().await {
+        let Ok(chunk) = chunk else {
+            return Bytes::new();
+        };
+        if !too_big && kept.len() + chunk.len() > POST_MAX_SIZE {
+            too_big = true;
+            kept = Vec::new();
+        }
+        if !too_big {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    kept.into()
 }
 
 /// Authentication, function lookup, parameter validation, then the function itself.
@@ -191,7 +218,8 @@ fn not_in_service(name: &str) -> String {
     )
 }
 
-async fn simple_server(State(shared): State<Arc<Mutex<Site>>>, uri: Uri, body: Bytes) -> Response {
+async fn simple_server(State(shared): State<Arc<Mutex<Site>>>, uri: Uri, body: Body) -> Response {
+    let body = read_body(body).await;
     let (cli, debug) = {
         let site = lock(&shared);
         (site.cfg.cli_maintenance, site.cfg.debug)
@@ -229,15 +257,11 @@ async fn not_found(State(shared): State<Arc<Mutex<Site>>>) -> Response {
 fn cli_maintenance_page() -> Response {
     let html = "<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n<body><h1>Site is \
                 being upgraded, please retry later.</h1></body></html>\n";
-    let mut response = plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "text/html; charset=utf-8",
-        html.into(),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, "300".parse().expect("header value"));
-    response
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::RETRY_AFTER, "300"),
+    ];
+    response(StatusCode::SERVICE_UNAVAILABLE, &headers, html.into())
 }
 
 fn proxy_503() -> Response {
@@ -246,12 +270,8 @@ fn proxy_503() -> Response {
     plain(StatusCode::SERVICE_UNAVAILABLE, "text/html", html.into())
 }
 
-fn plain(status: StatusCode, content_type: &str, body: String) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .expect("valid response")
+fn plain(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    response(status, &[(header::CONTENT_TYPE, content_type)], body)
 }
 
 /// A TCP listener whose connections can be reset from inside a handler ([`Fault::Reset`]).

@@ -280,8 +280,9 @@ impl Site {
         }
     }
 
+    /// Whether the token user's role has `capability` (a test proves that every capability
+    /// the functions ask for is one the simulator models).
     pub(super) fn can(&self, capability: &str) -> bool {
-        debug_assert!(CAPABILITIES.iter().any(|(c, _)| *c == capability));
         !self.cfg.lacking.contains(capability)
     }
 
@@ -308,26 +309,12 @@ impl Site {
 }
 
 impl Db {
-    pub(super) fn next_course_id(&self) -> i64 {
-        self.courses.keys().max().copied().unwrap_or(0) + 1
+    pub(super) fn next_course_id(&self) -> Result<i64, Exc> {
+        next_id(self.courses.keys().next_back(), "mdl_course_id_seq")
     }
 
-    pub(super) fn next_user_id(&self) -> i64 {
-        self.users.keys().max().copied().unwrap_or(0) + 1
-    }
-
-    /// For seeding: a missing course is a bug in the test.
-    pub(super) fn course_mut(&mut self, id: i64) -> &mut CourseRow {
-        self.courses
-            .get_mut(&id)
-            .unwrap_or_else(|| panic!("no course {id} in the fake"))
-    }
-
-    /// For seeding: a missing user is a bug in the test.
-    pub(super) fn user(&self, id: i64) -> &UserRow {
-        self.users
-            .get(&id)
-            .unwrap_or_else(|| panic!("no user {id} in the fake"))
+    pub(super) fn next_user_id(&self) -> Result<i64, Exc> {
+        next_id(self.users.keys().next_back(), "mdl_user_id_seq")
     }
 
     pub(super) fn roles_of(&self, courseid: i64, userid: i64) -> Vec<i64> {
@@ -378,4 +365,49 @@ pub(super) fn check_widths(
         }
     }
     Ok(())
+}
+
+/// The id after the largest one; past `i64::MAX` PostgreSQL's sequence refuses, and so do we.
+fn next_id(largest: Option<&i64>, sequence: &str) -> Result<i64, Exc> {
+    largest
+        .map_or(Some(1), |id| id.checked_add(1))
+        .ok_or_else(|| {
+            Exc::dml_write(&format!(
+                "ERROR:  nextval: reached maximum value of sequence \"{sequence}\" ({})",
+                i64::MAX
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CAPABILITIES;
+
+    /// The functions ask for capabilities by name; each must be one the simulator models, or
+    /// no switch could ever take it away.
+    #[test]
+    fn every_capability_asked_for_is_modelled() {
+        let sources = [
+            include_str!("server.rs"),
+            include_str!("courses.rs"),
+            include_str!("course_reads.rs"),
+            include_str!("users.rs"),
+            include_str!("enrolments.rs"),
+            include_str!("grades.rs"),
+        ];
+        let mut asked = 0;
+        for source in sources {
+            for call in ["can(\"", "require(\""] {
+                for rest in source.split(call).skip(1) {
+                    let name = rest.split('"').next().unwrap_or_default();
+                    assert!(
+                        CAPABILITIES.iter().any(|(c, _)| *c == name),
+                        "{name} is asked for but not modelled"
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked > 20, "only {asked} capability checks found");
+    }
 }

@@ -100,37 +100,37 @@ pub(super) fn plan_create_users(site: &Site, p: &V) -> Result<Vec<UserRow>, Exc>
     for u in p.list("users") {
         let invalid = |reason: String| Err(Exc::invalid_parameter(reason));
         for field in ["username", "firstname", "lastname"] {
-            if php_trim(u.str(field)).is_empty() {
+            if php_trim(u.str(field)?).is_empty() {
                 return invalid(format!("The field {field} cannot be blank"));
             }
         }
         let existing = || site.db.users.values().chain(planned.iter());
-        let username = u.str("username");
+        let username = u.str("username")?;
         if existing().any(|x| x.username == username) {
             return invalid(format!("Username already exists: {username}"));
         }
-        let auth = u.str("auth");
+        let auth = u.str("auth")?;
         if auth == "mnet" || auth == "webservice" || !AUTH_PLUGINS.contains(&auth) {
             return invalid(format!("Invalid authentication type: {auth}"));
         }
-        let lang = u.str("lang");
+        let lang = u.str("lang")?;
         if !LANGS.contains(&lang) {
             return invalid(format!("Invalid language code: {lang}"));
         }
         if let Some(theme) = u
-            .opt_str("theme")
+            .opt_str("theme")?
             .filter(|t| !t.is_empty() && !THEMES.contains(t))
         {
             return invalid(format!("Invalid theme: {theme}"));
         }
-        let createpassword = u.opt_str("createpassword") == Some("1");
-        let password = u.opt_str("password").unwrap_or("");
+        let createpassword = u.opt_str("createpassword")? == Some("1");
+        let password = u.opt_str("password")?.unwrap_or("");
         if INTERNAL_AUTHS.contains(&auth) && php_empty(password) && !createpassword {
             return invalid(
                 "Invalid password: you must provide a password, or set createpassword.".into(),
             );
         }
-        let email = u.str("email");
+        let email = u.str("email")?;
         if !validate_email(email) {
             return invalid(format!("Email address is invalid: {email}"));
         }
@@ -144,37 +144,37 @@ pub(super) fn plan_create_users(site: &Site, p: &V) -> Result<Vec<UserRow>, Exc>
                 return Err(Exc::moodle(&errors, &format!("error/{errors}")));
             }
         }
-        let text = |k: &str| u.opt_str(k).unwrap_or("");
+        let text = |k: &str| u.opt_str(k).map(|v| v.unwrap_or(""));
         check_widths(
             "INSERT INTO mdl_user",
             USER_COLUMNS,
             &[
                 ("username", username),
-                ("firstname", u.str("firstname")),
-                ("lastname", u.str("lastname")),
+                ("firstname", u.str("firstname")?),
+                ("lastname", u.str("lastname")?),
                 ("email", email),
-                ("idnumber", u.str("idnumber")),
+                ("idnumber", u.str("idnumber")?),
                 ("auth", auth),
-                ("city", text("city")),
-                ("institution", text("institution")),
-                ("department", text("department")),
-                ("address", text("address")),
-                ("phone1", text("phone1")),
-                ("phone2", text("phone2")),
+                ("city", text("city")?),
+                ("institution", text("institution")?),
+                ("department", text("department")?),
+                ("address", text("address")?),
+                ("phone1", text("phone1")?),
+                ("phone2", text("phone2")?),
             ],
         )?;
         let mut row = UserRow::new(0, username, email);
-        row.firstname = u.str("firstname").into();
-        row.lastname = u.str("lastname").into();
-        row.idnumber = u.str("idnumber").into();
+        row.firstname = u.str("firstname")?.into();
+        row.lastname = u.str("lastname")?.into();
+        row.idnumber = u.str("idnumber")?.into();
         row.auth = auth.into();
         row.lang = lang.into();
-        row.theme = text("theme").into();
-        row.department = text("department").into();
-        if let Some(tz) = u.opt_str("timezone") {
+        row.theme = text("theme")?.into();
+        row.department = text("department")?.into();
+        if let Some(tz) = u.opt_str("timezone")? {
             row.timezone = tz.into();
         }
-        if let Some(mf) = u.opt_int("mailformat") {
+        if let Some(mf) = u.opt_int("mailformat")? {
             row.mailformat = mf;
         }
         planned.push(row);
@@ -197,7 +197,7 @@ pub(super) fn commit_create_users(site: &mut Site, planned: Vec<UserRow>) -> Res
     }
     let mut created = Vec::new();
     for mut row in planned {
-        row.id = site.db.next_user_id();
+        row.id = site.db.next_user_id()?;
         created.push(json!({"id": row.id, "username": row.username}));
         site.db.users.insert(row.id, row);
     }
@@ -273,7 +273,7 @@ pub(super) fn users_by_field_params() -> Desc {
 
 /// `core_user_external::get_users_by_field`: exact (case-sensitive) matches, by id.
 pub(super) fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
-    let field = p.str("field");
+    let field = p.str("field")?;
     let t = match field {
         "id" => T::Int,
         "idnumber" => T::Raw,
@@ -290,7 +290,7 @@ pub(super) fn users_by_field(site: &mut Site, p: &V) -> Result<Value, Exc> {
     };
     let mut values = Vec::new();
     for v in p.list("values") {
-        let value = v.as_str();
+        let value = v.as_str()?;
         let cleaned = clean(t, value);
         // PHP's loose `!=`: "06" equals the integer 6, "abc" does not equal 0.
         let same = if t == T::Int {
@@ -341,7 +341,7 @@ pub(super) fn get_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut criteria: Vec<(&str, String)> = Vec::new();
     let mut warnings = Vec::new();
     for c in p.list("criteria") {
-        let key = c.str("key");
+        let key = c.str("key")?;
         if criteria.iter().any(|(k, _)| *k == key) {
             return Err(Exc::moodle("keyalreadyset", "error/keyalreadyset")
                 .debug(format!("The key {key} can only be sent once")));
@@ -362,7 +362,7 @@ pub(super) fn get_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
                 continue;
             }
         };
-        criteria.push((key, clean(t, c.str("value"))));
+        criteria.push((key, clean(t, c.str("value")?)));
     }
     let matches = |u: &UserRow| {
         criteria.iter().all(|(key, value)| match *key {

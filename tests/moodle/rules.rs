@@ -229,6 +229,74 @@ async fn raw_brackets_and_append_syntax_decode_like_php() {
     assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
 }
 
+/// Requests no client should send still get the answers PHP and Moodle give, never a
+/// crash: over-deep nesting, an append past the largest index, a pathological `LIKE`
+/// pattern, a body past `post_max_size`.
+#[tokio::test]
+async fn malformed_requests_get_the_answers_php_and_moodle_give() {
+    let m = FakeMoodle::start().await;
+    m.set_debug(true);
+    let ada = seed_user(&m, "ada");
+    seed_user(&m, "bob");
+    let by_username = |rest: &str| {
+        format!(
+            "wstoken={}&wsfunction=core_user_get_users_by_field&moodlewsrestformat=json\
+             &field=username&values[0]=ada{rest}",
+            m.token()
+        )
+    };
+    let answer = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+
+    // max_input_nesting_level 64: a 64th level is still read, a 65th drops the variable,
+    // including the values sent before it.
+    let deep = |levels: usize| format!("&values[1]{}=x", "[a]".repeat(levels - 1));
+    let (_, text) = raw_post(&m, by_username(&deep(64))).await;
+    assert_eq!(
+        answer(&text)["debuginfo"],
+        "values => Invalid parameter value detected: Scalar type expected, array or object received.",
+        "{text}"
+    );
+    let (_, text) = raw_post(&m, by_username(&deep(65))).await;
+    assert_eq!(
+        answer(&text)["debuginfo"],
+        "Missing required key in single structure: values",
+        "{text}"
+    );
+
+    // `[]` after the largest integer index has no next index: PHP drops that value.
+    let (_, text) = raw_post(
+        &m,
+        by_username("&values[9223372036854775807]=x&values[]=bob"),
+    )
+    .await;
+    assert_eq!(ids(&answer(&text)), vec![ada], "{text}");
+
+    // A LIKE pattern that would take exponential time (or stack) to match naively.
+    let pattern = "%".repeat(100_000) + "d%a@%";
+    let criteria = [
+        ("criteria[0][key]", "email"),
+        ("criteria[0][value]", &pattern),
+    ];
+    let found = ws(&m, "core_user_get_users", &criteria).await;
+    assert_eq!(ids(&found), vec![ada], "{found}");
+
+    // Past post_max_size (8M) PHP reads no parameter at all: no token, no format, so the
+    // answer is invalidtoken in XML.
+    let huge = format!("{}&padding={}", by_username(""), "a".repeat(9 << 20));
+    let (status, text) = raw_post(&m, huge).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("<ERRORCODE>invalidtoken</ERRORCODE>"),
+        "{text}"
+    );
+    let (_, text) = raw_post(&m, by_username("")).await;
+    assert_eq!(
+        ids(&answer(&text)),
+        vec![ada],
+        "the site still answers: {text}"
+    );
+}
+
 #[tokio::test]
 async fn the_order_of_checks_decides_the_error() {
     let m = FakeMoodle::start().await;
