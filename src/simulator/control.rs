@@ -192,6 +192,13 @@ impl MoodleSimulator {
         self.site().cfg.site_maintenance = on;
     }
 
+    /// PHP's `max_input_vars` (at the start [`DEFAULT_MAX_INPUT_VARS`](super::DEFAULT_MAX_INPUT_VARS),
+    /// 1000): a request's variables past it are silently dropped, as PHP drops them, so a call
+    /// with too many fields fails later with `Missing required key` (or loses list items).
+    pub fn set_max_input_vars(&self, max: usize) {
+        self.site().cfg.max_input_vars = max;
+    }
+
     /// The site setting `allowaccountssameemail` (off by default).
     pub fn allow_accounts_same_email(&self, on: bool) {
         self.site().cfg.allow_same_email = on;

@@ -5,9 +5,6 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use super::RecordedCall;
 use super::envelope::Format;
 
-/// PHP's `max_input_vars` as Moodle asks for it: further fields are silently dropped.
-const MAX_INPUT_VARS: usize = 5000;
-
 /// A decoded PHP request variable: a string (raw bytes: invalid UTF-8 must fail validation
 /// the way Moodle's `fix_utf8` makes it fail) or an ordered array.
 #[derive(Clone, Debug)]
@@ -43,6 +40,7 @@ impl RestRequest {
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
+        max_input_vars: usize,
     ) -> RestRequest {
         let query = uri.query().unwrap_or("").as_bytes();
         // PHP fills $_POST only from form bodies; a JSON body is simply not seen.
@@ -58,8 +56,9 @@ impl RestRequest {
         } else {
             b""
         };
-        let query_pairs = decode_pairs(query);
-        let body_pairs = decode_pairs(body);
+        // The record is what the client sent, so it keeps what PHP drops.
+        let query_pairs = decode_pairs(query, usize::MAX);
+        let body_pairs = decode_pairs(body, usize::MAX);
         let token_in_query = query_pairs.iter().any(|(k, _)| k == b"wstoken");
         let record_form = query_pairs
             .iter()
@@ -71,7 +70,7 @@ impl RestRequest {
             })
             .collect();
         // array_merge($_GET, $_POST): the body wins for a key sent both ways.
-        let mut params = php_array(&[query, body]);
+        let mut params = php_array(query, body, max_input_vars);
         let format = Format::of(&params);
         let mut take = |key: &str| {
             let pos = params.iter().position(|(k, _)| k == key)?;
@@ -104,15 +103,38 @@ impl RestRequest {
     }
 }
 
-/// Splits `a=1&b=2` into decoded (key, value) byte pairs, at most `MAX_INPUT_VARS` of them.
-fn decode_pairs(raw: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Splits `a=1&b=2` into its non-empty pieces, decoded into (key, value) byte pairs, at
+/// most `max` of them.
+fn decode_pairs(raw: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     raw.split(|b| *b == b'&')
         .filter(|part| !part.is_empty())
-        .map(|part| match part.iter().position(|b| *b == b'=') {
-            Some(i) => (url_decode(&part[..i]), url_decode(&part[i + 1..])),
-            None => (url_decode(part), Vec::new()),
-        })
-        .take(MAX_INPUT_VARS)
+        .take(max)
+        .map(decode_pair)
+        .collect()
+}
+
+fn decode_pair(part: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match part.iter().position(|b| *b == b'=') {
+        Some(i) => (url_decode(&part[..i]), url_decode(&part[i + 1..])),
+        None => (url_decode(part), Vec::new()),
+    }
+}
+
+/// The variables PHP registers from a request body, `max_input_vars` applied the way
+/// `add_post_vars` applies it: every piece between `&`s counts (an empty one too), and the
+/// count is checked after the piece is registered, so one more than the limit is kept. The
+/// rest is dropped without a word to the script.
+fn post_vars(body: &[u8], max_input_vars: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pieces: Vec<&[u8]> = body.split(|b| *b == b'&').collect();
+    // Nothing after a final `&` (or in an empty body) is a piece.
+    if pieces.last().is_some_and(|p| p.is_empty()) {
+        pieces.pop();
+    }
+    pieces
+        .into_iter()
+        .take(max_input_vars.saturating_add(1))
+        .filter(|part| !part.is_empty())
+        .map(decode_pair)
         .collect()
 }
 
@@ -138,13 +160,17 @@ fn url_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Builds PHP's nested request array from several raw sources; later sources win per
-/// top-level key (that is `array_merge($_GET, $_POST)`).
-pub(super) fn php_array(sources: &[&[u8]]) -> Vec<(String, Node)> {
+/// Builds PHP's nested request array: `$_GET` from the query string (`php_default_treat_data`
+/// skips empty pieces and stops at `max_input_vars`), `$_POST` from the body, then
+/// `array_merge($_GET, $_POST)`, where the body wins per top-level key.
+pub(super) fn php_array(query: &[u8], body: &[u8], max_input_vars: usize) -> Vec<(String, Node)> {
     let mut merged: Vec<(String, Node)> = Vec::new();
-    for raw in sources {
+    for vars in [
+        decode_pairs(query, max_input_vars),
+        post_vars(body, max_input_vars),
+    ] {
         let mut one: Vec<(String, Node)> = Vec::new();
-        for (key, value) in decode_pairs(raw) {
+        for (key, value) in vars {
             php_insert(&mut one, &String::from_utf8_lossy(&key), value);
         }
         for (k, v) in one {

@@ -74,6 +74,10 @@ pub const ROLE_EDITINGTEACHER: i64 = 3;
 pub const ROLE_TEACHER: i64 = 4;
 pub const ROLE_STUDENT: i64 = 5;
 
+/// PHP's default `max_input_vars`, as on a site that never raised it (Moodle's environment
+/// check asks for 5000): request variables past it are dropped.
+pub const DEFAULT_MAX_INPUT_VARS: usize = 1000;
+
 /// Where PHP says the Moodle code lives; it shows up in PHP engine error messages.
 pub const MOODLE_DIR: &str = "/var/www/moodle";
 

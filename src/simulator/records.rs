@@ -16,7 +16,8 @@ pub enum ManualInstance {
 pub struct RecordedCall {
     /// The `wsfunction` sent ("" when missing).
     pub function: String,
-    /// Every parameter in the order sent (query string first, then body), without `wstoken`.
+    /// Every parameter in the order sent (query string first, then body), without `wstoken`;
+    /// those PHP dropped past `max_input_vars` too.
     pub form: Vec<(String, String)>,
     /// `GET` or `POST`.
     pub method: String,

@@ -50,7 +50,8 @@ async fn rest_server(
     body: Body,
 ) -> Response {
     let body = read_body(body).await;
-    let req = RestRequest::parse(&method, &uri, &headers, &body);
+    let max_input_vars = lock(&shared).cfg.max_input_vars;
+    let req = RestRequest::parse(&method, &uri, &headers, &body, max_input_vars);
     // Faults stand for the network and the proxies between client and Moodle, so they come
     // first; the call is recorded either way because the client did send it.
     let (fault, latency) = {
@@ -220,15 +221,16 @@ fn not_in_service(name: &str) -> String {
 
 async fn simple_server(State(shared): State<Arc<Mutex<Site>>>, uri: Uri, body: Body) -> Response {
     let body = read_body(body).await;
-    let (cli, debug) = {
+    let (cli, debug, max_input_vars) = {
         let site = lock(&shared);
-        (site.cfg.cli_maintenance, site.cfg.debug)
+        let cfg = &site.cfg;
+        (cfg.cli_maintenance, cfg.debug, cfg.max_input_vars)
     };
     if cli {
         return cli_maintenance_page();
     }
     let query = uri.query().unwrap_or("").as_bytes();
-    let format = Format::of(&php_array(&[query, &body]));
+    let format = Format::of(&php_array(query, &body, max_input_vars));
     format.error(&Exc::access("Wrong username or password"), debug)
 }
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use super::envelope::Exc;
 use super::functions::FUNCTIONS;
-use super::{CATEGORY, FRONT_PAGE, Fault, ManualInstance, RecordedCall, TOKEN_USER, now};
+use super::{
+    CATEGORY, DEFAULT_MAX_INPUT_VARS, FRONT_PAGE, Fault, ManualInstance, RecordedCall, TOKEN_USER,
+    now,
+};
 
 pub(super) struct Site {
     pub(super) url: String,
@@ -30,6 +33,8 @@ pub(super) struct Config {
     pub(super) allow_same_email: bool,
     pub(super) latency: Duration,
     pub(super) create_delay: Duration,
+    /// PHP's `max_input_vars`: request variables past it are dropped.
+    pub(super) max_input_vars: usize,
 }
 
 pub(super) struct FaultRule {
@@ -273,6 +278,7 @@ impl Site {
                 allow_same_email: false,
                 latency: Duration::ZERO,
                 create_delay: Duration::ZERO,
+                max_input_vars: DEFAULT_MAX_INPUT_VARS,
             },
             db,
             calls: Vec::new(),

@@ -229,6 +229,62 @@ async fn raw_brackets_and_append_syntax_decode_like_php() {
     assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
 }
 
+/// PHP's `max_input_vars` (1000 unless the site raised it) drops the variables past it
+/// without a word, so a big call fails later and vaguely (moodle-ws.md §1.2).
+#[tokio::test]
+async fn fields_past_max_input_vars_are_dropped_as_php_drops_them() {
+    let m = FakeMoodle::start().await;
+    m.set_debug(true);
+    // 3 protocol fields and 333 courses of 3 fields: 1002 variables.
+    let mut fields = Vec::new();
+    for i in 0..333 {
+        fields.push((format!("courses[{i}][fullname]"), format!("Course {i}")));
+        fields.push((format!("courses[{i}][shortname]"), format!("C{i}")));
+        fields.push((format!("courses[{i}][categoryid]"), "5".to_string()));
+    }
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let answer = ws(&m, "core_course_create_courses", &fields).await;
+    // The body keeps variable 1001 (PHP checks the count after registering one), so the
+    // last course keeps its names and loses only its category.
+    assert_eq!(errorcode(&answer), Some("invalidparameter"), "{answer}");
+    assert_eq!(
+        answer["debuginfo"],
+        "courses => Invalid parameter value detected: Missing required key in single \
+         structure: categoryid"
+    );
+    assert!(m.courses().is_empty());
+    // The client did send every field: the record keeps them.
+    assert_eq!(m.calls()[0].form.len(), 2 + 999);
+
+    m.set_max_input_vars(5000);
+    let answer = ws(&m, "core_course_create_courses", &fields).await;
+    assert_eq!(ids(&answer).len(), 333, "{answer}");
+
+    // The query string keeps exactly max_input_vars variables, the body one more.
+    m.set_max_input_vars(4);
+    seed_user(&m, "ada");
+    let form = [
+        ("wstoken", m.token()),
+        ("wsfunction", "core_user_get_users_by_field".into()),
+        ("moodlewsrestformat", "json".into()),
+        ("field", "username".into()),
+        ("values[0]", "ada".into()),
+    ];
+    let http = reqwest::Client::new();
+    let by_query = http.get(endpoint(&m)).query(&form).send().await.unwrap();
+    let by_query: Value = by_query.json().await.unwrap();
+    assert_eq!(
+        by_query["debuginfo"],
+        "Missing required key in single structure: values"
+    );
+    let by_body = http.post(endpoint(&m)).form(&form).send().await.unwrap();
+    let by_body: Value = by_body.json().await.unwrap();
+    assert_eq!(by_body.as_array().map(Vec::len), Some(1), "{by_body}");
+}
+
 /// Requests no client should send still get the answers PHP and Moodle give, never a
 /// crash: over-deep nesting, an append past the largest index, a pathological `LIKE`
 /// pattern, a body past `post_max_size`.
