@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use super::faults::FaultRule;
 use super::functions::FUNCTIONS;
-use super::site::{
-    CAPABILITIES, CategoryRow, CompletionRow, CourseRow, Db, EnrolRow, FaultRule, GradeRow, UserRow,
-};
+use super::options::capability_value;
+use super::site::{CategoryRow, CompletionRow, CourseRow, Db, EnrolRow, GradeRow, UserRow};
 use super::{CourseSeed, Fault, ManualInstance, MoodleSimulator, UserSeed, now};
 
 impl MoodleSimulator {
@@ -160,10 +160,9 @@ impl MoodleSimulator {
 
     /// Removes a capability from the token user's role; panics for one the fake does not model.
     pub fn lack_capability(&self, capability: &str) {
-        assert!(
-            CAPABILITIES.iter().any(|(c, _)| *c == capability),
-            "the simulator does not model the capability {capability}"
-        );
+        if let Err(e) = capability_value(capability) {
+            panic!("{e}");
+        }
         self.site().cfg.lacking.insert(capability.into());
     }
 
@@ -192,9 +191,11 @@ impl MoodleSimulator {
         self.site().cfg.site_maintenance = on;
     }
 
-    /// PHP's `max_input_vars` (at the start [`DEFAULT_MAX_INPUT_VARS`](super::DEFAULT_MAX_INPUT_VARS),
-    /// 1000): a request's variables past it are silently dropped, as PHP drops them, so a call
-    /// with too many fields fails later with `Missing required key` (or loses list items).
+    /// PHP's `max_input_vars` (at the start 1000, [`DEFAULT_MAX_INPUT_VARS`]): a request's
+    /// variables past it are silently dropped, as PHP drops them, so a call with too many
+    /// fields fails later with `Missing required key` (or loses list items).
+    ///
+    /// [`DEFAULT_MAX_INPUT_VARS`]: super::DEFAULT_MAX_INPUT_VARS
     pub fn set_max_input_vars(&self, max: usize) {
         self.site().cfg.max_input_vars = max;
     }

@@ -7,7 +7,7 @@
 //! strictness, the same state rules (unique shortnames, atomic batches, warnings instead of
 //! exceptions in `core_course_update_courses`, …).
 //!
-//! ```ignore
+//! ```text
 //! let moodle = MoodleSimulator::start().await;
 //! let client = MoodleClient::new(&moodle.url(), moodle.token().into(), …);
 //! moodle.fail_next(1, Fault::Http503);          // the next call gets a proxy 503
@@ -20,11 +20,16 @@
 //! not; all 15 functions in the token's service; every modelled capability granted; debugging
 //! off. Tests change that with the seeding methods and switches of [`MoodleSimulator`].
 //!
+//! It is product code reachable over HTTP, so no request can make it panic: a malformed one
+//! gets the answer Moodle (or PHP, for the request limits) gives. Only the seeding methods
+//! panic, on a caller's mistake (an unknown id).
+//!
 //! The module is compiled into the service but costs it nothing unless started: only the
 //! tests, the benchmarks and the `simulate-moodle` command start it. It depends on nothing
 //! else in the crate. Its parts:
-//! * this file and `control`: the API ([`MoodleSimulator`]: inspection; seeds, switches,
-//!   faults); `records` and `faults`: the types they take and give;
+//! * this file, `options` and `standalone`: starting ([`MoodleSimulator::start_on`],
+//!   [`SimulatorOptions`], [`run_standalone`] for the command) and inspection; `control`:
+//!   seeds, switches, faults; `records` and `faults`: the types they take and give;
 //! * `site`: the state (one `Mutex<Site>`; `Db` is cloned to give batch calls a transaction);
 //! * `server`: routes, the request pipeline, a listener that can reset connections;
 //! * `form`: PHP's form decoding into nested arrays; `envelope`: Moodle errors and the
@@ -42,22 +47,29 @@ mod faults;
 mod form;
 mod functions;
 mod grades;
+mod options;
 mod params;
 mod php;
 mod records;
 mod server;
 mod site;
+mod standalone;
 mod users;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
-pub use faults::Fault;
+pub use faults::{Fault, FaultSpec};
+pub use options::{
+    SimulatorError, SimulatorOptions, capability_value, function_value, token_value,
+};
 pub use records::{
     CourseRecord, CourseSeed, EnrolmentRecord, ManualInstance, RecordedCall, UserRecord, UserSeed,
 };
+pub use standalone::run_standalone;
 
 use server::{Conn, ResettableListener, router};
 use site::Site;
@@ -68,10 +80,13 @@ pub const FRONT_PAGE: i64 = 1;
 pub const TOKEN_USER: i64 = 3;
 /// The seeded course category new courses go to (`accessplanit`).
 pub const CATEGORY: i64 = 5;
-/// Role ids of a standard Moodle install.
+/// The manager role of a standard install (the integration role may not assign it).
 pub const ROLE_MANAGER: i64 = 1;
+/// The editing teacher role of a standard install.
 pub const ROLE_EDITINGTEACHER: i64 = 3;
+/// The non-editing teacher role of a standard install.
 pub const ROLE_TEACHER: i64 = 4;
+/// The student role of a standard install (what `role_id` usually is).
 pub const ROLE_STUDENT: i64 = 5;
 
 /// PHP's default `max_input_vars`, as on a site that never raised it (Moodle's environment
@@ -81,7 +96,7 @@ pub const DEFAULT_MAX_INPUT_VARS: usize = 1000;
 /// Where PHP says the Moodle code lives; it shows up in PHP engine error messages.
 pub const MOODLE_DIR: &str = "/var/www/moodle";
 
-/// The running fake site. Dropping it stops accepting connections.
+/// A running simulated site. Dropping it stops accepting connections.
 pub struct MoodleSimulator {
     url: String,
     token: String,
@@ -96,30 +111,44 @@ impl Drop for MoodleSimulator {
 }
 
 impl MoodleSimulator {
-    /// Starts a freshly seeded site on `127.0.0.1:<random port>`.
+    /// Starts a freshly seeded site on `127.0.0.1:<random port>` with the default options;
+    /// for tests, so it panics if loopback cannot be listened on.
     pub async fn start() -> MoodleSimulator {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        MoodleSimulator::start_on(loopback, SimulatorOptions::default())
             .await
-            .expect("bind fake Moodle");
-        let addr = listener.local_addr().expect("local addr");
-        let url = format!("http://{addr}");
-        let token = random_hex32();
-        let shared = Arc::new(Mutex::new(Site::new(url.clone(), token.clone())));
+            .unwrap_or_else(|e| panic!("cannot start the simulator: {e}"))
+    }
+
+    /// Starts a freshly seeded site on `addr` (port 0: any free one), set up by `options`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        options: SimulatorOptions,
+    ) -> Result<MoodleSimulator, SimulatorError> {
+        options.check()?;
+        let bind_error = |source| SimulatorError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        let url = format!("http://{}", reachable(bound));
+        let token = options.token.clone().unwrap_or_else(random_hex32);
+        let mut site = Site::new(url.clone(), token.clone());
+        options.apply(&mut site);
+        let shared = Arc::new(Mutex::new(site));
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
             let listener = ResettableListener(listener);
             let service = app.into_make_service_with_connect_info::<Conn>();
             let _ = axum::serve(listener, service).await;
         });
-        MoodleSimulator {
+        Ok(MoodleSimulator {
             url,
             token,
             shared,
             server,
-        }
+        })
     }
 
-    /// The site's `wwwroot`: `http://127.0.0.1:<port>`, no trailing slash.
+    /// The site's `wwwroot`, e.g. `http://127.0.0.1:<port>`, no trailing slash.
     pub fn url(&self) -> String {
         self.url.clone()
     }
@@ -219,6 +248,15 @@ impl MoodleSimulator {
             .grades
             .get(&(courseid, userid))
             .map(|g| g.value)
+    }
+}
+
+/// The address to put in a URL: a wildcard address is reached through loopback.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, bound.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, bound.port()).into(),
+        _ => bound,
     }
 }
 

@@ -64,7 +64,8 @@ pub struct EnrolmentRecord {
     pub timeend: i64,
 }
 
-/// A course to seed with [`MoodleSimulator::add_course`]; start from [`CourseSeed::new`].
+/// A course to seed with [`add_course`](super::MoodleSimulator::add_course); start from
+/// [`CourseSeed::new`].
 #[derive(Debug, Clone)]
 pub struct CourseSeed {
     /// `None`: the next free id.
@@ -98,7 +99,8 @@ impl CourseSeed {
     }
 }
 
-/// A user to seed with [`MoodleSimulator::add_user`]; start from [`UserSeed::new`].
+/// A user to seed with [`add_user`](super::MoodleSimulator::add_user); start from
+/// [`UserSeed::new`].
 #[derive(Debug, Clone)]
 pub struct UserSeed {
     /// `None`: the next free id.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::envelope::Exc;
+use super::faults::FaultRule;
 use super::functions::FUNCTIONS;
 use super::{
     CATEGORY, DEFAULT_MAX_INPUT_VARS, FRONT_PAGE, Fault, ManualInstance, RecordedCall, TOKEN_USER,
@@ -35,12 +36,8 @@ pub(super) struct Config {
     pub(super) create_delay: Duration,
     /// PHP's `max_input_vars`: request variables past it are dropped.
     pub(super) max_input_vars: usize,
-}
-
-pub(super) struct FaultRule {
-    pub(super) function: Option<String>,
-    pub(super) remaining: usize,
-    pub(super) fault: Fault,
+    /// Whether calls are kept for inspection.
+    pub(super) record_calls: bool,
 }
 
 /// The database. It is `Clone` so that a batch call can work on a copy and keep it only
@@ -279,6 +276,7 @@ impl Site {
                 latency: Duration::ZERO,
                 create_delay: Duration::ZERO,
                 max_input_vars: DEFAULT_MAX_INPUT_VARS,
+                record_calls: true,
             },
             db,
             calls: Vec::new(),

@@ -161,6 +161,85 @@ async fn token_is_32_hex_and_urls_have_no_trailing_slash() {
     );
 }
 
+/// What `simulate-moodle` uses: a chosen address and token, and switches set at start.
+#[tokio::test]
+async fn start_on_sets_the_site_up_as_asked() {
+    let token = "0123456789abcdef0123456789abcdef";
+    let options = SimulatorOptions {
+        token: Some(token.into()),
+        latency: Duration::from_millis(30),
+        faults: vec!["core_webservice_get_site_info=503x1".parse().unwrap()],
+        drop_functions: vec!["enrol_manual_enrol_users".into()],
+        lack_capabilities: vec!["moodle/course:create".into()],
+        max_input_vars: 5000,
+        record_calls: false,
+    };
+    let anywhere = "0.0.0.0:0".parse().unwrap();
+    let m = FakeMoodle::start_on(anywhere, options).await.unwrap();
+    assert_eq!(m.token(), token);
+    assert!(m.url().starts_with("http://127.0.0.1:"), "{}", m.url());
+
+    let body =
+        format!("wstoken={token}&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json");
+    let started = Instant::now();
+    assert_eq!(
+        raw_post(&m, body.clone()).await.0,
+        503,
+        "the fault comes first"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    let (status, text) = raw_post(&m, body).await;
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        info["functions"].as_array().map(Vec::len),
+        Some(14),
+        "{info}"
+    );
+    let enrol = enrol(&m, &[(5, 2, 1)], &[]).await;
+    assert_eq!(errorcode(&enrol), Some("accessexception"));
+    let create = create_course(&m, "C1", "").await;
+    assert_eq!(errorcode(&create), Some("nopermissions"));
+    assert!(m.calls().is_empty(), "calls are not recorded");
+
+    let refused = |options: SimulatorOptions| async {
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        match FakeMoodle::start_on(loopback, options).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("started"),
+        }
+    };
+    let bad = |f: fn(&mut SimulatorOptions)| {
+        let mut options = SimulatorOptions::default();
+        f(&mut options);
+        options
+    };
+    let cases: [(fn(&mut SimulatorOptions), &str); 3] = [
+        (|o| o.token = Some("ABC".into()), "32 lowercase hexadecimal"),
+        (
+            |o| o.drop_functions.push("core_nothing".into()),
+            "no function core_nothing",
+        ),
+        (
+            |o| o.lack_capabilities.push("moodle/nothing".into()),
+            "does not model",
+        ),
+    ];
+    for (set, expected) in cases {
+        let message = refused(bad(set)).await;
+        assert!(message.contains(expected), "{message}");
+    }
+    let taken = m.url().trim_start_matches("http://").parse().unwrap();
+    let message = match FakeMoodle::start_on(taken, SimulatorOptions::default()).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("two sites on one port"),
+    };
+    assert!(
+        message.starts_with("cannot listen on 127.0.0.1:"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn calls_record_the_exact_encoding_without_the_token() {
     let m = FakeMoodle::start().await;
