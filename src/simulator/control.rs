@@ -158,7 +158,7 @@ impl MoodleSimulator {
         self.site().cfg.token_valid = valid;
     }
 
-    /// Removes a capability from the token user's role; panics for one the fake does not model.
+    /// Removes a capability from the token user's role; panics for one the simulator does not model.
     pub fn lack_capability(&self, capability: &str) {
         if let Err(e) = capability_value(capability) {
             panic!("{e}");

@@ -114,7 +114,7 @@ pub(super) fn unenrol_users(site: &mut Site, p: &V) -> Result<Value, Exc> {
             )));
         }
         if db.enrolments.remove(&(courseid, userid)).is_some() {
-            // That was the user's last enrolment in the course (the fake has only manual
+            // That was the user's last enrolment in the course (the simulator has only manual
             // ones): Moodle removes every role there and deletes the gradebook grades.
             db.role_assignments
                 .retain(|(c, u, _)| !(*c == courseid && *u == userid));
@@ -326,7 +326,7 @@ pub(super) fn assign_roles_params() -> Desc {
     )])
 }
 
-/// `core_role_external::assign_roles`, for course contexts only (the fake has no context ids).
+/// `core_role_external::assign_roles`, for course contexts only (the simulator has no context ids).
 pub(super) fn assign_roles(site: &mut Site, p: &V) -> Result<Value, Exc> {
     let mut db = site.db.clone();
     for a in p.list("assignments") {

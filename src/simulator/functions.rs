@@ -30,7 +30,7 @@ pub(super) struct WsFunction {
     pub(super) version: &'static str,
     pub(super) params: fn() -> Desc,
     pub(super) run: Run,
-    /// Optional top-level return keys this fake never fills (see [`Format::success`]).
+    /// Optional top-level return keys the simulator never fills (see [`Format::success`]).
     pub(super) absent_optional: &'static [&'static str],
 }
 
@@ -44,7 +44,7 @@ pub(super) enum Run {
 const CORE: &str = "2024100700.09";
 const PLUGIN: &str = "2024100700";
 
-/// The functions the fake implements; all of them are in the token's service at the start,
+/// The functions the simulator implements; all of them are in the token's service at the start,
 /// in the order the recorded site listed them.
 pub(super) const FUNCTIONS: &[WsFunction] = &[
     WsFunction {
@@ -154,7 +154,7 @@ pub(super) const FUNCTIONS: &[WsFunction] = &[
     },
 ];
 
-/// Real Moodle functions the fake does not implement: they exist on the site but are not in
+/// Real Moodle functions the simulator does not implement: they exist on the site but are not in
 /// the token's service, so calling one gives `accessexception`, not `invalidrecord`.
 pub(super) const OTHER_FUNCTIONS: &[&str] = &[
     "core_course_delete_courses",

@@ -47,7 +47,7 @@ impl T {
     }
 }
 
-/// Installed plugins and language packs of the fake site.
+/// Installed plugins and language packs of the simulated site.
 #[rustfmt::skip]
 pub(super) const AUTH_PLUGINS: &[&str] = &[
     "cas", "db", "email", "ldap", "lti", "manual", "mnet", "nologin", "none", "oauth2",

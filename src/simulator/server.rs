@@ -53,7 +53,7 @@ async fn rest_server(
     let max_input_vars = lock(&shared).cfg.max_input_vars;
     let req = RestRequest::parse(&method, &uri, &headers, &body, max_input_vars);
     // Faults stand for the network and the proxies between client and Moodle, so they come
-    // first; the call is recorded either way because the client did send it.
+    // first; the call is recorded (when calls are kept) either way: the client did send it.
     let (fault, latency) = {
         let mut site = lock(&shared);
         if site.cfg.record_calls {

@@ -186,7 +186,7 @@ pub(super) const ROLES: &[(i64, &str, bool)] = &[
     (8, "frontpage", false),
 ];
 
-/// The capabilities the fake models, with their English names (used in `nopermissions`).
+/// The capabilities the simulator models, with their English names (used in `nopermissions`).
 pub(super) const CAPABILITIES: &[(&str, &str)] = &[
     ("webservice/rest:use", "Use REST protocol"),
     ("moodle/course:create", "Create courses"),

@@ -1,6 +1,7 @@
-//! The "moodle" test area: proves the fake Moodle behaves like the recorded Moodle 4.5 site.
+//! The "moodle" test area: proves the Moodle simulator (`src/simulator/`) behaves like the
+//! recorded Moodle 4.5 site.
 //!
-//! * `replay`: every recorded call in `tests/fixtures/moodle/` is sent to the fake (after
+//! * `replay`: every recorded call in `tests/fixtures/moodle/` is sent to the simulator (after
 //!   seeding the state it needs) and the answer is compared with the recording.
 //! * `rules`: the state rules, switches and faults the fixtures cannot show on their own.
 

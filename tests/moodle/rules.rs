@@ -202,31 +202,37 @@ async fn start_on_sets_the_site_up_as_asked() {
     assert_eq!(errorcode(&create), Some("nopermissions"));
     assert!(m.calls().is_empty(), "calls are not recorded");
 
-    let refused = |options: SimulatorOptions| async {
-        let loopback = "127.0.0.1:0".parse().unwrap();
-        match FakeMoodle::start_on(loopback, options).await {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("started"),
-        }
-    };
-    let bad = |f: fn(&mut SimulatorOptions)| {
-        let mut options = SimulatorOptions::default();
-        f(&mut options);
-        options
-    };
-    let cases: [(fn(&mut SimulatorOptions), &str); 3] = [
-        (|o| o.token = Some("ABC".into()), "32 lowercase hexadecimal"),
+    // Names are checked, so a typo is an error rather than an option silently ignored.
+    let plain = SimulatorOptions::default;
+    let cases = [
         (
-            |o| o.drop_functions.push("core_nothing".into()),
+            SimulatorOptions {
+                token: Some("ABC".into()),
+                ..plain()
+            },
+            "32 lowercase hexadecimal",
+        ),
+        (
+            SimulatorOptions {
+                drop_functions: vec!["core_nothing".into()],
+                ..plain()
+            },
             "no function core_nothing",
         ),
         (
-            |o| o.lack_capabilities.push("moodle/nothing".into()),
+            SimulatorOptions {
+                lack_capabilities: vec!["moodle/nothing".into()],
+                ..plain()
+            },
             "does not model",
         ),
     ];
-    for (set, expected) in cases {
-        let message = refused(bad(set)).await;
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    for (options, expected) in cases {
+        let message = match FakeMoodle::start_on(loopback, options).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("started despite {expected}"),
+        };
         assert!(message.contains(expected), "{message}");
     }
     let taken = m.url().trim_start_matches("http://").parse().unwrap();
