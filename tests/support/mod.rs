@@ -1,5 +1,5 @@
 //! Test support: the service started in-process on port 0 with a fresh
-//! database, the stateful fake Moodle, and a recording callback receiver.
+//! database, the Moodle simulator (as `FakeMoodle`), and a recording callback receiver.
 #![allow(dead_code)]
 
 pub mod callback_receiver;
