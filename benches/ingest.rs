@@ -4,12 +4,10 @@
 //!
 //! Run: `cargo bench --bench ingest` (options: `-- --events N --clients C --moodle-ms MS`).
 
-#[path = "../tests/support/fake_moodle.rs"]
-mod fake_moodle;
-
 use std::time::{Duration, Instant};
 
 use apit_moodle_sync::config::Config;
+use apit_moodle_sync::simulator::MoodleSimulator;
 use serde_json::json;
 
 struct Options {
@@ -45,7 +43,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let opts = options();
     let dir = tempfile::tempdir().unwrap();
-    let moodle = fake_moodle::FakeMoodle::start().await;
+    let moodle = MoodleSimulator::start().await;
     // The recorded rig's median Moodle latency (tests/fixtures/moodle/_timing.json):
     // the worker then drains at a real Moodle's pace instead of hogging the store.
     moodle.set_latency(Duration::from_millis(opts.moodle_ms));

@@ -12,6 +12,7 @@ pub mod moodle;
 pub mod retry;
 pub mod run;
 pub mod secret;
+pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod tenant;

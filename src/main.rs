@@ -1,4 +1,4 @@
-//! CLI entry: `serve` (the default), `check` and `jobs`.
+//! CLI entry: `serve` (the default), `check`, `jobs` and `simulate-moodle`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use apit_moodle_sync::config::Config;
 use apit_moodle_sync::jobs_cli::{self, AdminClient, ListFilter};
 use apit_moodle_sync::secret::Secret;
-use apit_moodle_sync::{app, check};
+use apit_moodle_sync::{app, check, simulator};
 
 /// Keeps Moodle in step with accessplanit.
 #[derive(Parser)]
@@ -40,6 +40,56 @@ enum Command {
     },
     /// Inspect and retry jobs of a running service through its admin API.
     Jobs(JobsArgs),
+    /// Run a simulated Moodle 4.5 site alone (for trying configurations, `check`, load tests).
+    ///
+    /// It answers like the real Moodle the tests were recorded from, keeps its state in
+    /// memory, and prints at start a [tenants.demo] section to paste into a configuration.
+    /// Runs until Ctrl-C or SIGTERM.
+    SimulateMoodle(SimulateArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The address to listen on (port 0: any free port; the URL printed says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
+    /// The token the site accepts (32 lowercase hex characters); default: a random one.
+    #[arg(long, value_name = "HEX", value_parser = simulator::token_value)]
+    token: Option<String>,
+    /// How long every web-service call waits before it is answered, e.g. 50ms.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    latency: std::time::Duration,
+    /// Make calls fail: [FUNCTION=]KIND[xN]. KIND: 503 (a proxy's 503, nothing done), hang
+    /// (never answered), reset (connection reset), dmlwrite (Moodle's dmlwriteexception,
+    /// nothing written), 503-after-commit (done, then the answer is lost). Without FUNCTION
+    /// any call; xN: the next N matching calls, else all. Repeatable; the first rule that
+    /// matches a call applies. E.g. --fault core_user_create_users=503x2
+    #[arg(long, value_name = "SPEC")]
+    fault: Vec<simulator::FaultSpec>,
+    /// Leave a function out of the token's service (its calls get accessexception). Repeatable.
+    #[arg(long, value_name = "NAME", value_parser = simulator::function_value)]
+    drop_function: Vec<String>,
+    /// Take a capability from the token user's role, e.g. moodle/user:viewalldetails. Repeatable.
+    #[arg(long, value_name = "CAP", value_parser = simulator::capability_value)]
+    lack_capability: Vec<String>,
+    /// PHP's max_input_vars: request variables past it are dropped.
+    #[arg(long, value_name = "N", default_value_t = simulator::DEFAULT_MAX_INPUT_VARS)]
+    max_input_vars: usize,
+}
+
+impl From<SimulateArgs> for simulator::SimulatorOptions {
+    fn from(a: SimulateArgs) -> Self {
+        simulator::SimulatorOptions {
+            token: a.token,
+            latency: a.latency,
+            faults: a.fault,
+            drop_functions: a.drop_function,
+            lack_capabilities: a.lack_capability,
+            max_input_vars: a.max_input_vars,
+            // It may run for long: calls are not kept.
+            record_calls: false,
+        }
+    }
 }
 
 /// The configuration is unusable (also clap's own status for bad arguments).
@@ -168,6 +218,13 @@ fn main() -> ExitCode {
             };
         }
         Command::Jobs(args) => runtime.block_on(jobs(args)),
+        Command::SimulateMoodle(args) => runtime
+            .block_on(simulator::run_standalone(
+                args.listen,
+                args.into(),
+                app::shutdown_signal(),
+            ))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,3 +13,4 @@ mod moodle_steps;
 mod openapi;
 mod process;
 mod reliability;
+mod simulator;

@@ -1,11 +1,15 @@
-//! The "moodle" test area: proves the fake Moodle behaves like the recorded Moodle 4.5 site.
+//! The "moodle" test area: proves the Moodle simulator (`src/simulator/`) behaves like the
+//! recorded Moodle 4.5 site.
 //!
-//! * `replay`: every recorded call in `tests/fixtures/moodle/` is sent to the fake (after
+//! * `replay`: every recorded call in `tests/fixtures/moodle/` is sent to the simulator (after
 //!   seeding the state it needs) and the answer is compared with the recording.
 //! * `rules`: the state rules, switches and faults the fixtures cannot show on their own.
 
-#[path = "../support/fake_moodle.rs"]
-mod fake_moodle;
+/// The simulator under the name these tests have always used.
+mod fake_moodle {
+    pub use apit_moodle_sync::simulator::MoodleSimulator as FakeMoodle;
+    pub use apit_moodle_sync::simulator::*;
+}
 
 mod replay;
 mod rules;

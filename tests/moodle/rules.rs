@@ -161,6 +161,91 @@ async fn token_is_32_hex_and_urls_have_no_trailing_slash() {
     );
 }
 
+/// What `simulate-moodle` uses: a chosen address and token, and switches set at start.
+#[tokio::test]
+async fn start_on_sets_the_site_up_as_asked() {
+    let token = "0123456789abcdef0123456789abcdef";
+    let options = SimulatorOptions {
+        token: Some(token.into()),
+        latency: Duration::from_millis(30),
+        faults: vec!["core_webservice_get_site_info=503x1".parse().unwrap()],
+        drop_functions: vec!["enrol_manual_enrol_users".into()],
+        lack_capabilities: vec!["moodle/course:create".into()],
+        max_input_vars: 5000,
+        record_calls: false,
+    };
+    let anywhere = "0.0.0.0:0".parse().unwrap();
+    let m = FakeMoodle::start_on(anywhere, options).await.unwrap();
+    assert_eq!(m.token(), token);
+    assert!(m.url().starts_with("http://127.0.0.1:"), "{}", m.url());
+
+    let body =
+        format!("wstoken={token}&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json");
+    let started = Instant::now();
+    assert_eq!(
+        raw_post(&m, body.clone()).await.0,
+        503,
+        "the fault comes first"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    let (status, text) = raw_post(&m, body).await;
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        info["functions"].as_array().map(Vec::len),
+        Some(14),
+        "{info}"
+    );
+    let enrol = enrol(&m, &[(5, 2, 1)], &[]).await;
+    assert_eq!(errorcode(&enrol), Some("accessexception"));
+    let create = create_course(&m, "C1", "").await;
+    assert_eq!(errorcode(&create), Some("nopermissions"));
+    assert!(m.calls().is_empty(), "calls are not recorded");
+
+    // Names are checked, so a typo is an error rather than an option silently ignored.
+    let plain = SimulatorOptions::default;
+    let cases = [
+        (
+            SimulatorOptions {
+                token: Some("ABC".into()),
+                ..plain()
+            },
+            "32 lowercase hexadecimal",
+        ),
+        (
+            SimulatorOptions {
+                drop_functions: vec!["core_nothing".into()],
+                ..plain()
+            },
+            "no function core_nothing",
+        ),
+        (
+            SimulatorOptions {
+                lack_capabilities: vec!["moodle/nothing".into()],
+                ..plain()
+            },
+            "does not model",
+        ),
+    ];
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    for (options, expected) in cases {
+        let message = match FakeMoodle::start_on(loopback, options).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("started despite {expected}"),
+        };
+        assert!(message.contains(expected), "{message}");
+    }
+    let taken = m.url().trim_start_matches("http://").parse().unwrap();
+    let message = match FakeMoodle::start_on(taken, SimulatorOptions::default()).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("two sites on one port"),
+    };
+    assert!(
+        message.starts_with("cannot listen on 127.0.0.1:"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn calls_record_the_exact_encoding_without_the_token() {
     let m = FakeMoodle::start().await;
@@ -227,6 +312,130 @@ async fn raw_brackets_and_append_syntax_decode_like_php() {
     assert_eq!(status, 200);
     let answer: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
+}
+
+/// PHP's `max_input_vars` (1000 unless the site raised it) drops the variables past it
+/// without a word, so a big call fails later and vaguely (moodle-ws.md §1.2).
+#[tokio::test]
+async fn fields_past_max_input_vars_are_dropped_as_php_drops_them() {
+    let m = FakeMoodle::start().await;
+    m.set_debug(true);
+    // 3 protocol fields and 333 courses of 3 fields: 1002 variables.
+    let mut fields = Vec::new();
+    for i in 0..333 {
+        fields.push((format!("courses[{i}][fullname]"), format!("Course {i}")));
+        fields.push((format!("courses[{i}][shortname]"), format!("C{i}")));
+        fields.push((format!("courses[{i}][categoryid]"), "5".to_string()));
+    }
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let answer = ws(&m, "core_course_create_courses", &fields).await;
+    // The body keeps variable 1001 (PHP checks the count after registering one), so the
+    // last course keeps its names and loses only its category.
+    assert_eq!(errorcode(&answer), Some("invalidparameter"), "{answer}");
+    assert_eq!(
+        answer["debuginfo"],
+        "courses => Invalid parameter value detected: Missing required key in single \
+         structure: categoryid"
+    );
+    assert!(m.courses().is_empty());
+    // The client did send every field: the record keeps them.
+    assert_eq!(m.calls()[0].form.len(), 2 + 999);
+
+    m.set_max_input_vars(5000);
+    let answer = ws(&m, "core_course_create_courses", &fields).await;
+    assert_eq!(ids(&answer).len(), 333, "{answer}");
+
+    // The query string keeps exactly max_input_vars variables, the body one more.
+    m.set_max_input_vars(4);
+    seed_user(&m, "ada");
+    let form = [
+        ("wstoken", m.token()),
+        ("wsfunction", "core_user_get_users_by_field".into()),
+        ("moodlewsrestformat", "json".into()),
+        ("field", "username".into()),
+        ("values[0]", "ada".into()),
+    ];
+    let http = reqwest::Client::new();
+    let by_query = http.get(endpoint(&m)).query(&form).send().await.unwrap();
+    let by_query: Value = by_query.json().await.unwrap();
+    assert_eq!(
+        by_query["debuginfo"],
+        "Missing required key in single structure: values"
+    );
+    let by_body = http.post(endpoint(&m)).form(&form).send().await.unwrap();
+    let by_body: Value = by_body.json().await.unwrap();
+    assert_eq!(by_body.as_array().map(Vec::len), Some(1), "{by_body}");
+}
+
+/// Requests no client should send still get the answers PHP and Moodle give, never a
+/// crash: over-deep nesting, an append past the largest index, a pathological `LIKE`
+/// pattern, a body past `post_max_size`.
+#[tokio::test]
+async fn malformed_requests_get_the_answers_php_and_moodle_give() {
+    let m = FakeMoodle::start().await;
+    m.set_debug(true);
+    let ada = seed_user(&m, "ada");
+    seed_user(&m, "bob");
+    let by_username = |rest: &str| {
+        format!(
+            "wstoken={}&wsfunction=core_user_get_users_by_field&moodlewsrestformat=json\
+             &field=username&values[0]=ada{rest}",
+            m.token()
+        )
+    };
+    let answer = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+
+    // max_input_nesting_level 64: a 64th level is still read, a 65th drops the variable,
+    // including the values sent before it.
+    let deep = |levels: usize| format!("&values[1]{}=x", "[a]".repeat(levels - 1));
+    let (_, text) = raw_post(&m, by_username(&deep(64))).await;
+    assert_eq!(
+        answer(&text)["debuginfo"],
+        "values => Invalid parameter value detected: Scalar type expected, array or object received.",
+        "{text}"
+    );
+    let (_, text) = raw_post(&m, by_username(&deep(65))).await;
+    assert_eq!(
+        answer(&text)["debuginfo"],
+        "Missing required key in single structure: values",
+        "{text}"
+    );
+
+    // `[]` after the largest integer index has no next index: PHP drops that value.
+    let (_, text) = raw_post(
+        &m,
+        by_username("&values[9223372036854775807]=x&values[]=bob"),
+    )
+    .await;
+    assert_eq!(ids(&answer(&text)), vec![ada], "{text}");
+
+    // A LIKE pattern that would take exponential time (or stack) to match naively.
+    let pattern = "%".repeat(100_000) + "d%a@%";
+    let criteria = [
+        ("criteria[0][key]", "email"),
+        ("criteria[0][value]", &pattern),
+    ];
+    let found = ws(&m, "core_user_get_users", &criteria).await;
+    assert_eq!(ids(&found), vec![ada], "{found}");
+
+    // Past post_max_size (8M) PHP reads no parameter at all: no token, no format, so the
+    // answer is invalidtoken in XML.
+    let huge = format!("{}&padding={}", by_username(""), "a".repeat(9 << 20));
+    let (status, text) = raw_post(&m, huge).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("<ERRORCODE>invalidtoken</ERRORCODE>"),
+        "{text}"
+    );
+    let (_, text) = raw_post(&m, by_username("")).await;
+    assert_eq!(
+        ids(&answer(&text)),
+        vec![ada],
+        "the site still answers: {text}"
+    );
 }
 
 #[tokio::test]

@@ -1,10 +1,9 @@
 //! Test support: the service started in-process on port 0 with a fresh
-//! database, the stateful fake Moodle, and a recording callback receiver.
+//! database, the Moodle simulator (as `FakeMoodle`), and a recording callback receiver.
 #![allow(dead_code)]
 
 pub mod callback_receiver;
 pub mod db;
-pub mod fake_moodle;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+pub use apit_moodle_sync::simulator::{CourseSeed, Fault, MoodleSimulator as FakeMoodle, UserSeed};
 pub use callback_receiver::CallbackReceiver;
 pub use db::TestDb;
-pub use fake_moodle::{CourseSeed, FakeMoodle, Fault, UserSeed};
 
 pub const TENANT: &str = "acme";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-4f1c";
