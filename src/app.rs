@@ -79,6 +79,7 @@ pub async fn run(
         wake: wake.clone(),
         writebacks: writebacks.clone(),
         metrics: metrics.clone(),
+        shares: Default::default(),
     });
     let outbox = Arc::new(OutboxRunner {
         store: store.clone(),

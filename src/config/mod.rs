@@ -71,7 +71,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(500),
-            concurrency: 16,
+            concurrency: 1024,
             shutdown_timeout: Duration::from_secs(30),
         }
     }

@@ -192,7 +192,7 @@ mod tests {
         };
         assert_eq!(same.id, first.id);
         let claimed = store
-            .claim(t0 + hour, Duration::from_secs(60), 1)
+            .claim("acme", t0 + hour, Duration::from_secs(60), 1)
             .await
             .unwrap();
         assert_eq!(claimed[0].id, first.id);

@@ -1,7 +1,9 @@
 //! The job worker: claims due jobs (leases, per-key order), runs them through
 //! the handler layer, records each attempt and schedules retries.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +33,11 @@ struct JobOutcome {
     error: Option<String>,
 }
 
+/// Jobs of one tenant that may run at once, per Moodle call it may have in
+/// flight: enough waiting jobs for batches of 50 to fill (a job slot is a
+/// cheap task; `max_concurrency` bounds the calls, not the jobs).
+const JOBS_PER_CALL: usize = 64;
+
 /// Runs jobs until shut down.
 pub struct Worker {
     pub store: Arc<dyn Store>,
@@ -42,6 +49,45 @@ pub struct Worker {
     /// Signalled when a job finished, so its write-backs go out without waiting.
     pub writebacks: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Each tenant's jobs in flight, and whose turn it is to claim first.
+    pub shares: Shares,
+}
+
+/// The worker's slots, shared fairly: each tenant may have at most its own
+/// share of jobs in flight, and tenants take turns to claim first, so one
+/// tenant's backlog never queues ahead of another tenant's job.
+#[derive(Default)]
+pub struct Shares {
+    in_flight: Mutex<BTreeMap<String, usize>>,
+    turn: AtomicUsize,
+}
+
+impl Shares {
+    fn running(&self, tenant: &str) -> usize {
+        let map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(tenant).copied().unwrap_or(0)
+    }
+
+    fn add(&self, tenant: &str, n: usize) {
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry(tenant.to_string()).or_default() += n;
+    }
+
+    fn done(&self, tenant: &str) {
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Worker {
@@ -212,11 +258,45 @@ impl Worker {
 impl Claimer for Worker {
     type Item = Job;
 
+    /// One round over the tenants, starting with the next one in turn: each
+    /// claims up to its free share. A tenant with a few free slots among many
+    /// busy ones waits for more to free up (fewer, fuller claims), unless it
+    /// has nothing running at all.
     async fn claim(&self, limit: u32) -> StoreResult<Vec<Job>> {
-        self.store.claim(Utc::now(), self.config.lease, limit).await
+        let tenants: Vec<_> = self.tenants.iter().collect();
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.shares.turn.fetch_add(1, Ordering::Relaxed) % tenants.len();
+        let mut left = limit as usize;
+        let mut claimed = Vec::new();
+        for tenant in tenants.iter().cycle().skip(first).take(tenants.len()) {
+            if left == 0 {
+                break;
+            }
+            let share =
+                (tenant.config.max_concurrency * JOBS_PER_CALL).min(self.config.concurrency);
+            let running = self.shares.running(&tenant.name);
+            let free = share.saturating_sub(running);
+            let refill = (share / 16).max(1);
+            if free == 0 || (free < refill && running > 0) {
+                continue;
+            }
+            let take = free.min(left);
+            let jobs = self
+                .store
+                .claim(&tenant.name, Utc::now(), self.config.lease, take as u32)
+                .await?;
+            self.shares.add(&tenant.name, jobs.len());
+            left -= jobs.len();
+            claimed.extend(jobs);
+        }
+        Ok(claimed)
     }
 
     async fn run(self: Arc<Self>, job: Job) {
+        let tenant = job.tenant.clone();
         self.run_job(job).await;
+        self.shares.done(&tenant);
     }
 }

@@ -272,7 +272,8 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Every attempt of a job, oldest first.
     async fn attempts(&self, job_id: Uuid) -> StoreResult<Vec<Attempt>>;
 
-    /// Claims up to `limit` runnable jobs, oldest `seq` first, and returns them as running.
+    /// Claims up to `limit` of `tenant`'s runnable jobs, oldest due first, and
+    /// returns them as running.
     ///
     /// Runnable: `queued` with `next_attempt_at <= now`, or `running` with
     /// `lease_until < now` (its worker died); and no job with a smaller `seq`
@@ -280,9 +281,15 @@ pub trait JobQueue: Send + Sync + 'static {
     /// `status = running`, `lease_until = now + lease`, `attempts += 1`, opens
     /// attempt number `attempts`, and closes an earlier attempt left open by a
     /// dead worker with an error saying so. Safe under concurrent claimers
-    /// (several replicas): a job is handed to one claimer only.
-    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: u32)
-    -> StoreResult<Vec<Job>>;
+    /// (several replicas): a job is handed to one claimer only. Costs what is
+    /// claimable, not the size of the queue: blocked and waiting jobs are not read.
+    async fn claim(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>>;
 
     /// Extends the lease of a running job; false when the claim was lost
     /// (the job is no longer running under this attempt number).

@@ -121,7 +121,7 @@ fn retry_at(next: DateTime<Utc>, error: &str) -> Finish {
 
 /// Claims exactly one job (asserting so) and returns it.
 async fn claim_one(store: &Arc<dyn Store>, now: DateTime<Utc>) -> Job {
-    let mut jobs = store.claim(now, LEASE, 10).await.unwrap();
+    let mut jobs = store.claim("acme", now, LEASE, 10).await.unwrap();
     assert_eq!(
         jobs.len(),
         1,
@@ -148,7 +148,7 @@ async fn run_to(store: &Arc<dyn Store>, job: NewJob, status: JobStatus, now: Dat
 /// Claims and finishes (succeeded) until nothing is claimable.
 async fn drain(store: &Arc<dyn Store>, now: DateTime<Utc>) {
     loop {
-        let jobs = store.claim(now, LEASE, 100).await.unwrap();
+        let jobs = store.claim("acme", now, LEASE, 100).await.unwrap();
         if jobs.is_empty() {
             return;
         }
@@ -475,9 +475,13 @@ pub async fn claim_orders_by_seq_and_respects_keys(store: Arc<dyn Store>) {
     // Keys are per tenant.
     let j6 = admit(&store, keyed("beta", &["course:C1"]), at(0)).await;
 
-    // j2 waits for j1 (course:C1); j4 waits for j1 and j3; unrelated jobs run together.
-    let claimed = store.claim(at(1), LEASE, 10).await.unwrap();
-    assert_eq!(ids(&claimed), vec![j1.id, j3.id, j5.id, j6.id]);
+    // j2 waits for j1 (course:C1); j4 waits for j1 and j3; unrelated jobs run
+    // together; a claim is per tenant.
+    let mut claimed = store.claim("acme", at(1), LEASE, 10).await.unwrap();
+    assert_eq!(ids(&claimed), vec![j1.id, j3.id, j5.id]);
+    let beta = store.claim("beta", at(1), LEASE, 10).await.unwrap();
+    assert_eq!(ids(&beta), vec![j6.id]);
+    claimed.extend(beta);
     for job in &claimed {
         assert_eq!(job.status, JobStatus::Running);
         assert_eq!(job.attempts, 1);
@@ -485,7 +489,20 @@ pub async fn claim_orders_by_seq_and_respects_keys(store: Arc<dyn Store>) {
         assert_eq!(job.updated_at, ms(at(1)));
         assert_same(job, &store.job(job.id).await.unwrap().unwrap());
     }
-    assert!(store.claim(at(1), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim("beta", at(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(
         store
@@ -495,7 +512,7 @@ pub async fn claim_orders_by_seq_and_respects_keys(store: Arc<dyn Store>) {
     );
     // j4 still waits for j3.
     assert_eq!(
-        ids(&store.claim(at(2), LEASE, 10).await.unwrap()),
+        ids(&store.claim("acme", at(2), LEASE, 10).await.unwrap()),
         vec![j2.id]
     );
     assert!(
@@ -505,7 +522,7 @@ pub async fn claim_orders_by_seq_and_respects_keys(store: Arc<dyn Store>) {
             .unwrap()
     );
     assert_eq!(
-        ids(&store.claim(at(3), LEASE, 10).await.unwrap()),
+        ids(&store.claim("acme", at(3), LEASE, 10).await.unwrap()),
         vec![j4.id]
     );
 }
@@ -518,9 +535,15 @@ pub async fn claim_waits_for_next_attempt_at_and_a_retrying_job_still_blocks(
     let other = admit(&store, keyed("acme", &["course:C2"]), at(10)).await;
 
     // Not due before it was admitted.
-    assert!(store.claim(at(9), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(9), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        ids(&store.claim(at(10), LEASE, 10).await.unwrap()),
+        ids(&store.claim("acme", at(10), LEASE, 10).await.unwrap()),
         vec![j1.id, other.id]
     );
 
@@ -537,7 +560,11 @@ pub async fn claim_waits_for_next_attempt_at_and_a_retrying_job_still_blocks(
     assert_eq!(waiting.last_error.as_deref(), Some("Moodle answered 503"));
     assert_eq!(waiting.seq, j1.seq, "a retry keeps its place");
     assert!(
-        store.claim(at(40), LEASE, 10).await.unwrap().is_empty(),
+        store
+            .claim("acme", at(40), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "j2 must wait for j1"
     );
 
@@ -574,16 +601,28 @@ pub async fn claim_respects_the_limit(store: Arc<dyn Store>) {
                 .id,
         );
     }
-    assert!(store.claim(at(1), LEASE, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(1), LEASE, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        ids(&store.claim(at(1), LEASE, 2).await.unwrap()),
+        ids(&store.claim("acme", at(1), LEASE, 2).await.unwrap()),
         admitted[..2]
     );
     assert_eq!(
-        ids(&store.claim(at(1), LEASE, 10).await.unwrap()),
+        ids(&store.claim("acme", at(1), LEASE, 10).await.unwrap()),
         admitted[2..]
     );
-    assert!(store.claim(at(1), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn expired_lease_is_reclaimed_and_the_dangling_attempt_closed(store: Arc<dyn Store>) {
@@ -593,7 +632,13 @@ pub async fn expired_lease_is_reclaimed_and_the_dangling_attempt_closed(store: A
     assert_eq!(first.lease_until, Some(ms(at(60))));
 
     // The lease still holds at its last instant.
-    assert!(store.claim(at(60), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(60), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The worker died; after the lease the job runs again (and still blocks `next`).
     let second = claim_one(&store, at(61)).await;
     assert_eq!((second.id, second.attempts), (job.id, 2));
@@ -756,7 +801,13 @@ pub async fn finish_and_extend_with_a_stale_attempt_change_nothing(store: Arc<dy
         store.job(job.id).await.unwrap().unwrap().lease_until,
         Some(ms(at(300)))
     );
-    assert!(store.claim(at(200), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("acme", at(200), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(
         store
@@ -820,7 +871,7 @@ pub async fn retry_requeues_behind_newer_jobs(store: Arc<dyn Store>) {
     ));
 
     // The newer job of the same key runs first.
-    let claimed = store.claim(at(11), LEASE, 10).await.unwrap();
+    let claimed = store.claim("acme", at(11), LEASE, 10).await.unwrap();
     assert_eq!(ids(&claimed), vec![newer.id, dead.id]);
     assert!(matches!(
         store.retry(newer.id, at(12)).await.unwrap(),
@@ -853,7 +904,7 @@ pub async fn concurrent_claimers_get_each_job_once(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let jobs = store.claim(at(1), LEASE, 5).await.unwrap();
+                let jobs = store.claim("acme", at(1), LEASE, 5).await.unwrap();
                 if jobs.is_empty() {
                     return mine;
                 }
@@ -915,7 +966,7 @@ pub async fn concurrent_claimers_and_admitters_keep_key_order(store: Arc<dyn Sto
             tokio::spawn(async move {
                 let mut idle = 0;
                 while idle < 200 {
-                    let jobs = store.claim(at(1), LEASE, 3).await.unwrap();
+                    let jobs = store.claim("acme", at(1), LEASE, 3).await.unwrap();
                     if jobs.is_empty() {
                         idle += 1;
                         tokio::task::yield_now().await;
@@ -958,7 +1009,7 @@ pub async fn concurrent_claimers_and_admitters_keep_key_order(store: Arc<dyn Sto
     }
     // Claimers may give up before the last admits; drain what is left in order.
     loop {
-        let jobs = store.claim(at(2), LEASE, 3).await.unwrap();
+        let jobs = store.claim("acme", at(2), LEASE, 3).await.unwrap();
         if jobs.is_empty() {
             break;
         }
@@ -1560,7 +1611,7 @@ pub async fn write_durability_fixture(store: &dyn Store) {
     let Admission::Created(job) = store.admit(job, false, at(0)).await.unwrap() else {
         panic!("a fresh database creates the job");
     };
-    let claimed = store.claim(at(1), LEASE, 10).await.unwrap();
+    let claimed = store.claim("acme", at(1), LEASE, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(
         store

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -108,6 +108,8 @@ impl Dialect for PgDialect {
     type Count = i32;
 
     const NEXT_WRITEBACK_SEQ: &'static str = "DEFAULT";
+    const NEXT_JOB_SEQ: &'static str = "nextval('job_seq')";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     fn id(id: Uuid) -> PgUuid {
         PgUuid(id)
@@ -217,23 +219,19 @@ impl Dialect for PgDialect {
         result.rows_affected()
     }
 
-    fn reference_condition(p: usize) -> String {
-        // "ends with :<ref>", without LIKE (an ID may contain % or _).
-        format!(
-            "EXISTS (SELECT 1 FROM jsonb_array_elements_text(jobs.keys) AS k(key) \
-             WHERE right(k.key, length(${p})) = ${p})"
-        )
+    fn json_strings(expr: &str, alias: &str) -> String {
+        format!("jsonb_array_elements_text({expr}) AS {alias}(value)")
     }
 
     async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(pool.begin().await?)
     }
 
-    async fn lock(tx: &mut Transaction<'static, Postgres>, parts: &[&str]) -> StoreResult<()> {
+    async fn lock(conn: &mut PgConnection, parts: &[&str]) -> StoreResult<()> {
         // The unit separator cannot be confused with a character of a name.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(parts.join("\u{1f}"))
-            .execute(&mut **tx)
+            .execute(conn)
             .await?;
         Ok(())
     }

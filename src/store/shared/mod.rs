@@ -51,6 +51,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
 
     /// The next write-back `seq` in an INSERT's VALUES list.
     const NEXT_WRITEBACK_SEQ: &'static str;
+    /// The next job `seq` (queue position) in an INSERT or UPDATE.
+    const NEXT_JOB_SEQ: &'static str;
+    /// `" FOR UPDATE"` where reading a row to change it must lock it.
+    const FOR_UPDATE: &'static str;
 
     fn id(id: Uuid) -> Self::Id;
     fn time(t: DateTime<Utc>) -> Self::Time;
@@ -70,8 +74,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// Rows an UPDATE or DELETE changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 
-    /// The condition "one of the job's keys ends with `$param`" (the needle).
-    fn reference_condition(param: usize) -> String;
+    /// The elements of the JSON array of strings `expr`, as a FROM item named
+    /// `alias` with one text column, `value` (SQLite `json_each`, PostgreSQL
+    /// `jsonb_array_elements_text`); `expr` may name a column of an earlier item.
+    fn json_strings(expr: &str, alias: &str) -> String;
 
     /// A write transaction (SQLite: one that holds the write lock from the start).
     fn begin_write(
@@ -81,17 +87,15 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// Serialises transactions touching the same thing across replicas until
     /// commit (PostgreSQL advisory lock; SQLite's single writer already does).
     fn lock<'t>(
-        tx: &'t mut Transaction<'static, Self::Db>,
+        conn: &'t mut <Self::Db as Database>::Connection,
         parts: &'t [&'t str],
     ) -> impl Future<Output = StoreResult<()>> + Send + 't;
 }
 
 /// The job-queue operations a back-end does its own way (in its `queue.rs`).
 pub trait QueueOps: Dialect {
-    /// `" FOR UPDATE"` where reading a row to change it must lock it.
-    const FOR_UPDATE: &'static str;
-
-    /// See [`super::JobQueue::admit`].
+    /// See [`super::JobQueue::admit`]: in one transaction, through
+    /// [`SqlStore::admit_in`].
     fn admit(
         store: &SqlStore<Self>,
         job: NewJob,
@@ -99,24 +103,28 @@ pub trait QueueOps: Dialect {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Admission>> + Send;
 
-    /// See [`super::JobQueue::claim`] (never called with a limit of 0).
+    /// See [`super::JobQueue::claim`] (never called with a limit of 0): the
+    /// tenant's due unblocked jobs and its expired leases ([`CLAIMABLE`]).
     fn claim(
         store: &SqlStore<Self>,
+        tenant: &str,
         now: DateTime<Utc>,
         lease: Duration,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
-
-    /// Re-queues failed or dead job `id` inside `tx`: status queued, due now, a
-    /// new retry window, the next seq (so it goes behind newer jobs of its keys),
-    /// its keys active again, and it becomes the newest job of its entity.
-    /// Attempts and their history are kept.
-    fn requeue<'t>(
-        tx: &'t mut Transaction<'static, Self::Db>,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = StoreResult<Job>> + Send + 't;
 }
+
+/// The ids of tenant `$2`'s claimable jobs at `$1`, at most `$3`: queued
+/// jobs that are due and have no blockers, then running jobs whose lease has
+/// expired (their worker died). Each part reads its own partial index, so the
+/// cost is what is claimable, never the blocked or waiting rest of the queue.
+pub(super) const CLAIMABLE: &str = "SELECT id FROM ( \
+       SELECT id, next_attempt_at AS due, seq FROM jobs \
+       WHERE tenant = $2 AND status = 'queued' AND blockers = 0 AND next_attempt_at <= $1 \
+       UNION ALL \
+       SELECT id, lease_until AS due, seq FROM jobs \
+       WHERE tenant = $2 AND status = 'running' AND lease_until < $1 \
+     ) claimable ORDER BY due, seq LIMIT $3";
 
 /// The outbox operation a back-end does its own way (in its `outbox.rs`).
 pub trait OutboxOps: Dialect {
@@ -137,14 +145,20 @@ pub struct SqlStore<D: Dialect> {
     pub(in crate::store) state: D::State,
 }
 
-/// `impl Role for SqlStore<D>` for every dialect, with the bounds every
-/// shared query needs written once: the pools and transactions execute, the
+/// `impl Role for SqlStore<D>` (or, with `helpers`, an inherent impl) for every
+/// dialect, with the bounds every shared query needs written once: the pools and transactions execute, the
 /// plain values (`&str`, `String`, `i64`, `bool`) bind on both back-ends, and
 /// a count reads back.
 macro_rules! for_every_dialect {
+    (helpers for $bound:ident { $($body:tt)* }) => {
+        for_every_dialect!(@impl [] [] $bound { $($body)* });
+    };
     ($role:ident for $bound:ident { $($body:tt)* }) => {
-        #[async_trait::async_trait]
-        impl<D: $bound> $role for SqlStore<D>
+        for_every_dialect!(@impl [#[async_trait::async_trait]] [$role for] $bound { $($body)* });
+    };
+    (@impl [$($attr:tt)*] [$($role:tt)*] $bound:ident { $($body:tt)* }) => {
+        $($attr)*
+        impl<D: $bound> $($role)* SqlStore<D>
         where
             for<'c> &'c mut <D::Db as sqlx::Database>::Connection:
                 sqlx::Executor<'c, Database = D::Db>,
@@ -161,6 +175,7 @@ macro_rules! for_every_dialect {
             for<'q> Option<D::Time>: sqlx::Encode<'q, D::Db>,
             for<'q> Option<D::Json>: sqlx::Encode<'q, D::Db>,
             for<'r> i64: sqlx::Decode<'r, D::Db>,
+            for<'r> String: sqlx::Decode<'r, D::Db>,
             usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
         {
             $($body)*

@@ -23,8 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
@@ -161,6 +161,9 @@ impl Dialect for SqliteDialect {
     type Count = i64;
 
     const NEXT_WRITEBACK_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM writebacks)";
+    const NEXT_JOB_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)";
+    // The write transaction already holds the database's only write lock.
+    const FOR_UPDATE: &'static str = "";
 
     fn id(id: Uuid) -> String {
         id.to_string()
@@ -269,19 +272,15 @@ impl Dialect for SqliteDialect {
         result.rows_affected()
     }
 
-    fn reference_condition(p: usize) -> String {
-        // "ends with :<ref>", without LIKE (an ID may contain % or _).
-        format!(
-            "EXISTS (SELECT 1 FROM json_each(jobs.keys) k WHERE length(k.value) >= length(${p}) \
-             AND substr(k.value, length(k.value) - length(${p}) + 1) = ${p})"
-        )
+    fn json_strings(expr: &str, alias: &str) -> String {
+        format!("json_each({expr}) AS {alias}")
     }
 
     async fn begin_write(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn lock(_: &mut Transaction<'static, Sqlite>, _: &[&str]) -> StoreResult<()> {
+    async fn lock(_: &mut SqliteConnection, _: &[&str]) -> StoreResult<()> {
         // The single writer connection already serialises every write.
         Ok(())
     }
