@@ -8,12 +8,19 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::events::Event;
-use crate::store::{Admission, JobKind, JobQueue, NewJob, StoreResult};
+use crate::events::{CourseType, Event, Known};
+use crate::store::{Admission, JobKind, JobQueue, LinkKind, Links, NewJob, StoreResult};
 
-/// The job that runs `event` for `tenant`.
-pub fn event_job(tenant: &str, event: &Event, idempotency_key: Option<String>) -> NewJob {
-    NewJob {
+/// The job that runs `event` for `tenant`; its ordering keys depend on what
+/// the link table already knows (see [`Event::ordering_keys`]).
+pub async fn event_job(
+    links: &dyn Links,
+    tenant: &str,
+    event: &Event,
+    idempotency_key: Option<String>,
+) -> StoreResult<NewJob> {
+    let known = known(links, tenant, event).await?;
+    Ok(NewJob {
         id: Uuid::now_v7(),
         tenant: tenant.to_string(),
         kind: JobKind::Event(event.kind()),
@@ -21,14 +28,37 @@ pub fn event_job(tenant: &str, event: &Event, idempotency_key: Option<String>) -
         event: serde_json::to_value(event).unwrap_or_default(),
         // Keys are per tenant: two customers' "C1" are different courses.
         keys: event
-            .ordering_keys()
+            .ordering_keys(known)
             .into_iter()
             .map(|k| format!("{tenant}:{k}"))
             .collect(),
         idempotency_key,
         entity: event.entity(),
         body_hash: event.body_hash(),
-    }
+    })
+}
+
+/// What Moodle already has for a booking, from its payload and the link table.
+/// Links are only ever added, so a booking judged "known" stays known.
+async fn known(links: &dyn Links, tenant: &str, event: &Event) -> StoreResult<Known> {
+    let Some(b) = event.booking() else {
+        return Ok(Known::default());
+    };
+    let user = b.user.moodle_id.is_some()
+        || links.link(tenant, LinkKind::User, &b.user.id).await?.is_some();
+    let template = b.course.template.as_ref();
+    let course = match b.course.elearning_template() {
+        Some(template_id) => {
+            template.and_then(|t| t.moodle_id).is_some()
+                || links.link(tenant, LinkKind::Template, template_id).await?.is_some()
+        }
+        None if b.course.kind() == CourseType::Elearning => true, // never creates; skips
+        None => {
+            b.course.moodle_id.is_some()
+                || links.link(tenant, LinkKind::Course, &b.course.id).await?.is_some()
+        }
+    };
+    Ok(Known { course, user })
 }
 
 /// Admits `job` (see [`JobQueue::admit`]) and wakes the worker when it will run.

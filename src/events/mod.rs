@@ -171,7 +171,7 @@ impl<L: Maybe<String>, D: Maybe<DateTime<Utc>>> Course<L, D> {
     }
 
     /// The template's ID, when the course is eLearning and has one.
-    fn elearning_template(&self) -> Option<&str> {
+    pub fn elearning_template(&self) -> Option<&str> {
         let id = self.template.as_ref().and_then(|t| t.id.as_deref());
         id.filter(|_| self.kind() == CourseType::Elearning)
     }
@@ -367,31 +367,58 @@ impl Event {
     }
 
     /// What this event touches, so that jobs sharing a key run one at a time
-    /// in arrival order (the store adds the tenant): `course:<id>` always;
-    /// for booking events also `booking:<id>`, `user:<id>` and, when there is
-    /// an email, `email:<lower-cased email>` (two accessplanit users with one
-    /// email must not be created in Moodle at once); and `template:<id>` for
-    /// an eLearning course with a template, whose Moodle course is the one
-    /// enrolled on.
-    pub fn ordering_keys(&self) -> Vec<String> {
-        let mut keys = vec![format!("course:{}", self.course_id())];
-        let template = match self {
-            Event::CourseSaved(e) => e.course.elearning_template(),
-            Event::CourseDateChanged(e) => e.course.elearning_template(),
+    /// in arrival order (the store adds the tenant). Keys serialise only what
+    /// needs it; `known` says what Moodle already has (links, given Moodle IDs):
+    /// - course events: `course:<id>` (they may create or update the course),
+    ///   and `template:<id>` for an eLearning course with a template (course-saved
+    ///   links it);
+    /// - booking events: `booking:<id>` (one booking's events in order) and
+    ///   `user:<id>` (one person's bookings in order); `email:<lower-cased
+    ///   email>` unless the person is known (two accessplanit users with one
+    ///   email must not be created at once); `course:<id>` only while the course
+    ///   is not known (the booking may create it, or wait for the course-saved
+    ///   that does) — so bookings of a course already in Moodle run in parallel;
+    ///   for eLearning, `template:<id>` only while the template is not known.
+    pub fn ordering_keys(&self, known: Known) -> Vec<String> {
+        match self {
+            Event::CourseSaved(e) => course_keys(&e.course),
+            Event::CourseDateChanged(e) => course_keys(&e.course),
             Event::BookingCreated(b) | Event::BookingCancelled(b) => {
-                keys.push(format!("booking:{}", b.booking.id));
-                keys.push(format!("user:{}", b.user.id));
-                if let Some(email) = &b.user.email {
+                let mut keys = vec![
+                    format!("booking:{}", b.booking.id),
+                    format!("user:{}", b.user.id),
+                ];
+                if let (false, Some(email)) = (known.user, &b.user.email) {
                     keys.push(format!("email:{}", email.to_lowercase()));
                 }
-                b.course.elearning_template()
+                match (b.course.elearning_template(), known.course) {
+                    (_, true) => {}
+                    (Some(template_id), false) => keys.push(format!("template:{template_id}")),
+                    (None, false) => keys.push(format!("course:{}", b.course.id)),
+                }
+                keys
             }
-        };
-        if let Some(template_id) = template {
-            keys.push(format!("template:{template_id}"));
         }
-        keys
     }
+}
+
+/// What Moodle already has for a booking, as known at admission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The booking's Moodle course is known (linked, or its Moodle ID given;
+    /// for eLearning: the template's).
+    pub course: bool,
+    /// The person is known (linked, or `user.moodle_id` given).
+    pub user: bool,
+}
+
+/// A course event's keys: the course, and an eLearning course's template.
+fn course_keys<L: Maybe<String>, D: Maybe<DateTime<Utc>>>(course: &Course<L, D>) -> Vec<String> {
+    let mut keys = vec![format!("course:{}", course.id)];
+    if let Some(template_id) = course.elearning_template() {
+        keys.push(format!("template:{template_id}"));
+    }
+    keys
 }
 
 /// `value` with object keys sorted and `null` members dropped, at every
@@ -539,36 +566,50 @@ mod tests {
 
     #[test]
     fn ordering_keys() {
+        let unknown = Known::default();
         let course = event(
             EventKind::CourseSaved,
             json!({"course": {"id": "C1", "label": "L"}}),
         );
-        assert_eq!(course.ordering_keys(), ["course:C1"]);
+        assert_eq!(course.ordering_keys(unknown), ["course:C1"]);
 
         let mut body = booking();
         body["user"]["email"] = json!("Ada@Example.COM");
+        let booking_event = event(EventKind::BookingCreated, body);
         assert_eq!(
-            event(EventKind::BookingCreated, body).ordering_keys(),
+            booking_event.ordering_keys(unknown),
             [
-                "course:C1001",
                 "booking:D555",
                 "user:U9",
-                "email:ada@example.com"
+                "email:ada@example.com",
+                "course:C1001"
             ]
         );
+        // A course already in Moodle and a known person: nothing but the
+        // booking and the person are serialised.
+        let known = Known {
+            course: true,
+            user: true,
+        };
+        assert_eq!(booking_event.ordering_keys(known), ["booking:D555", "user:U9"]);
 
         // eLearning: the template's Moodle course is the one enrolled on.
         let mut body = booking();
         body["course"]["type"] = json!("eLearning");
         body["user"] = json!({"id": "U9", "moodle_id": 42});
+        let elearning_booking = event(EventKind::BookingCancelled, body);
         assert_eq!(
-            event(EventKind::BookingCancelled, body).ordering_keys(),
-            ["course:C1001", "booking:D555", "user:U9", "template:T77"]
+            elearning_booking.ordering_keys(Known {
+                course: false,
+                user: true
+            }),
+            ["booking:D555", "user:U9", "template:T77"]
         );
-        let elearning = json!({"course": {"id": "C2", "label": "L", "type": "elearning"}});
+        let elearning = json!({"course": {"id": "C2", "label": "L", "type": "elearning",
+                                          "template": {"id": "T3"}}});
         assert_eq!(
-            event(EventKind::CourseSaved, elearning).ordering_keys(),
-            ["course:C2"]
+            event(EventKind::CourseSaved, elearning).ordering_keys(unknown),
+            ["course:C2", "template:T3"]
         );
     }
 

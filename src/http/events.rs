@@ -143,7 +143,8 @@ async fn accept(
         Rejection::Malformed(detail) => Problem::malformed(detail),
         Rejection::Invalid(errors) => Problem::invalid(errors),
     })?;
-    let job = intake::event_job(&tenant.name, &event, idempotency_key(headers, &event)?);
+    let key = idempotency_key(headers, &event)?;
+    let job = intake::event_job(&*state.store, &tenant.name, &event, key).await?;
     let admission = intake::admit(&*state.store, &state.wake, job, query.force).await?;
     let outcome = match &admission {
         Admission::Created(_) => "accepted",
