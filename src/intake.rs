@@ -45,17 +45,26 @@ async fn known(links: &dyn Links, tenant: &str, event: &Event) -> StoreResult<Kn
         return Ok(Known::default());
     };
     let user = b.user.moodle_id.is_some()
-        || links.link(tenant, LinkKind::User, &b.user.id).await?.is_some();
+        || links
+            .link(tenant, LinkKind::User, &b.user.id)
+            .await?
+            .is_some();
     let template = b.course.template.as_ref();
     let course = match b.course.elearning_template() {
         Some(template_id) => {
             template.and_then(|t| t.moodle_id).is_some()
-                || links.link(tenant, LinkKind::Template, template_id).await?.is_some()
+                || links
+                    .link(tenant, LinkKind::Template, template_id)
+                    .await?
+                    .is_some()
         }
         None if b.course.kind() == CourseType::Elearning => true, // never creates; skips
         None => {
             b.course.moodle_id.is_some()
-                || links.link(tenant, LinkKind::Course, &b.course.id).await?.is_some()
+                || links
+                    .link(tenant, LinkKind::Course, &b.course.id)
+                    .await?
+                    .is_some()
         }
     };
     Ok(Known { course, user })

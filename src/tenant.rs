@@ -1,11 +1,12 @@
 //! Tenants at run time: each one's configuration, Moodle client and callback client.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::callback::{self, Callback};
 use crate::config::{Config, TenantConfig};
-use crate::moodle::{ClientBuildError, MoodleClient};
+use crate::moodle::{ClientBuildError, MoodleClient, Pacing};
 
 /// One accessplanit customer and the clients for its Moodle and its write-backs.
 pub struct Tenant {
@@ -31,7 +32,11 @@ impl Tenants {
                 t.moodle_token().expose().to_string().into(),
                 t.moodle_timeout,
                 t.max_concurrency,
-            )?;
+            )?
+            .with_pacing(Pacing {
+                batch_window: t.batch_window,
+                max_calls_per_second: NonZeroU32::new(t.max_calls_per_second),
+            });
             let tenant = Tenant {
                 name: name.clone(),
                 config: t.clone(),

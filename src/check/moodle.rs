@@ -269,7 +269,7 @@ async fn role_row(config: &TenantConfig, moodle: &dyn Moodle, info: &SiteInfo) -
         courseid: front_page,
         suspend: true,
     };
-    match moodle.enrol(&[probe]).await {
+    match moodle.enrol(&probe).await {
         Err(e) if e.errorcode() == Some("wsnoinstance") => pass(
             "role",
             name,

@@ -119,6 +119,14 @@ pub struct TenantConfig {
     pub update_on_save: bool,
     #[serde(default = "defaults::max_concurrency")]
     pub max_concurrency: usize,
+    /// Calls per second at most (extension; absent or 0: no cap beyond
+    /// `max_concurrency`).
+    #[serde(default)]
+    pub max_calls_per_second: u32,
+    /// How long a shared call waits for other jobs' requests (extension;
+    /// `0s` turns batching off: every call goes alone).
+    #[serde(default = "defaults::batch_window", with = "humantime_serde")]
+    pub batch_window: Duration,
     #[serde(default = "defaults::moodle_timeout", with = "humantime_serde")]
     pub moodle_timeout: Duration,
     #[serde(default)]
@@ -196,6 +204,12 @@ impl TenantConfig {
         }
         if self.max_concurrency == 0 {
             problems.push(format!("{}: must be at least 1", key("max_concurrency")));
+        }
+        if self.batch_window > Duration::from_secs(1) {
+            problems.push(format!(
+                "{}: at most 1s (it delays every shared call by up to that long)",
+                key("batch_window")
+            ));
         }
         if self.moodle_timeout.is_zero() {
             problems.push(format!("{}: must be more than 0s", key("moodle_timeout")));
@@ -275,6 +289,9 @@ mod defaults {
     }
     pub fn moodle_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn batch_window() -> Duration {
+        Duration::from_millis(5)
     }
     pub fn callback_timeout() -> Duration {
         Duration::from_secs(10)

@@ -591,7 +591,10 @@ mod tests {
             course: true,
             user: true,
         };
-        assert_eq!(booking_event.ordering_keys(known), ["booking:D555", "user:U9"]);
+        assert_eq!(
+            booking_event.ordering_keys(known),
+            ["booking:D555", "user:U9"]
+        );
 
         // eLearning: the template's Moodle course is the one enrolled on.
         let mut body = booking();

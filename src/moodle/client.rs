@@ -1,22 +1,28 @@
 //! The HTTP client for `{moodle_url}/webservice/rest/server.php`.
 //!
-//! One [`MoodleClient`] per tenant: one connection pool, the token, and a semaphore
-//! that caps the calls in flight against that tenant's Moodle. One [`MoodleSession`]
-//! per job records every call it makes. No retries here: the worker decides from
-//! [`MoodleError::class`].
+//! One [`MoodleClient`] per tenant protects that tenant's Moodle from this
+//! service: one connection pool and the token; a semaphore that caps the calls
+//! in flight (`max_concurrency`); a token bucket that caps calls per second
+//! (`max_calls_per_second`); and a pause after Moodle asks to slow down (HTTP
+//! 429/503 with `Retry-After`, maintenance mode), honoured within bounds. Its
+//! batcher (`batch.rs`) shares calls between jobs; each job's
+//! [`MoodleSession`](super::MoodleSession) records the calls it made or rode in.
+//! No retries here: the worker decides from [`MoodleError::class`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use std::num::NonZeroU32;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::batch::Batches;
 use super::envelope::{self, Answer};
-use super::functions::{self as f, Request};
+use super::functions::Request;
 use super::sanitize;
 use super::*;
 
@@ -32,13 +38,16 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 #[error("invalid Moodle client settings: {0}")]
 pub struct ClientBuildError(String);
 
-/// A tenant's Moodle site: one HTTP client, its token, and its concurrency limit.
+/// A tenant's Moodle site: one HTTP client, its token, its limits and its batcher.
 #[derive(Clone)]
 pub struct MoodleClient {
     inner: Arc<Inner>,
+    /// `None` when batching is off.
+    batches: Option<Arc<Batches>>,
 }
 
-struct Inner {
+/// The HTTP side of a client, shared by its sessions and its batcher's tasks.
+pub(super) struct Inner {
     http: reqwest::Client,
     /// `{wwwroot}/webservice/rest/server.php`; never carries the token.
     endpoint: String,
@@ -46,7 +55,41 @@ struct Inner {
     timeout: Duration,
     max_concurrency: usize,
     /// Held around each HTTP call: protects the tenant's Moodle from this service.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    /// At most this many calls per second, when set.
+    rate: Option<DefaultDirectRateLimiter>,
+    /// Until when Moodle asked not to be called (429/503 `Retry-After`, maintenance).
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// How the client paces and shares calls (per tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// How long a batch waits for more jobs' requests (0: no batching, one call each).
+    pub batch_window: Duration,
+    /// Calls per second at most (`None`: no limit beyond `max_concurrency`).
+    pub max_calls_per_second: Option<NonZeroU32>,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            batch_window: Duration::from_millis(5),
+            max_calls_per_second: None,
+        }
+    }
+}
+
+/// The longest pause a `Retry-After` (or maintenance mode) makes the client take.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+/// The pause when Moodle asks to slow down without saying for how long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+
+/// One HTTP exchange, its answer already cleaned of the token.
+pub(super) struct Called {
+    pub answer: Result<Value, MoodleError>,
+    /// Latency of the exchange itself (not the wait for a permit or the rate).
+    pub ms: u64,
 }
 
 impl MoodleClient {
@@ -117,49 +160,183 @@ impl MoodleClient {
                 token,
                 timeout,
                 max_concurrency,
-                permits: Semaphore::new(max_concurrency),
+                permits: Arc::new(Semaphore::new(max_concurrency)),
+                rate: None,
+                paused_until: Mutex::new(None),
             }),
+            batches: None,
         })
+    }
+
+    /// The client with `pacing`: batching across jobs and a calls-per-second
+    /// cap. Without it (as built by [`MoodleClient::new`]) every call goes alone.
+    pub fn with_pacing(self, pacing: Pacing) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                return MoodleClient {
+                    inner: shared,
+                    batches: self.batches,
+                };
+            }
+        };
+        inner.rate = pacing
+            .max_calls_per_second
+            .map(|n| RateLimiter::direct(Quota::per_second(n)));
+        let inner = Arc::new(inner);
+        let batches = (!pacing.batch_window.is_zero())
+            .then(|| Arc::new(Batches::new(inner.clone(), pacing.batch_window)));
+        MoodleClient { inner, batches }
     }
 
     /// A session for one job: shares the client and records every call it makes.
     pub fn session(&self) -> MoodleSession {
-        MoodleSession {
-            client: self.clone(),
-            calls: Arc::new(Mutex::new(Vec::new())),
-        }
+        MoodleSession::new(self.clone())
+    }
+
+    /// The batcher, when batching is on.
+    pub(super) fn batches(&self) -> Option<&Batches> {
+        self.batches.as_deref()
+    }
+
+    /// The HTTP side.
+    pub(super) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The web-service endpoint called (no secret in it).
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
     }
+}
 
-    /// One POST to the endpoint, holding a permit: the JSON answer or its error, and
-    /// the latency of the HTTP exchange itself (not the wait for a permit).
-    async fn exchange(&self, request: &Request) -> (Result<Value, MoodleError>, u64) {
+impl Inner {
+    /// The call slots: the tenant's calls in flight are capped by these.
+    pub(super) fn permits(&self) -> Arc<Semaphore> {
+        self.permits.clone()
+    }
+
+    /// A call slot.
+    async fn permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.permits.acquire().await.ok()
+    }
+
+    /// One call, taking a call slot for it (see [`Inner::call_holding`]).
+    pub(super) async fn call(&self, request: &Request) -> Called {
         // Nothing closes the semaphore today; if something ever does, the call fails
         // like an unreachable site (transient) rather than taking the worker down.
-        let Ok(_permit) = self.inner.permits.acquire().await else {
+        let Some(_permit) = self.permit().await else {
             let closed = MoodleError::Transport {
                 function: request.function.into(),
                 detail: "the client no longer takes calls (its concurrency limit was closed)"
                     .into(),
                 timeout: false,
             };
-            return (Err(closed), 0);
+            return Called {
+                answer: Err(closed),
+                ms: 0,
+            };
         };
+        self.call_holding(request).await
+    }
+
+    /// One call by a caller that holds a call slot: waits out a pause Moodle
+    /// asked for and the calls-per-second cap, POSTs, and notes a new pause
+    /// when Moodle asks to slow down.
+    pub(super) async fn call_holding(&self, request: &Request) -> Called {
+        let paused = *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = paused {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
         let started = Instant::now();
-        let answer = self.post(request).await;
+        let answer = self
+            .post(request)
+            .await
+            .map_err(|e| e.redacted(self.token.expose_secret()));
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        (answer, ms)
+        if let Err(e) = &answer {
+            self.slow_down_if_asked(e);
+        }
+        Called { answer, ms }
+    }
+
+    /// Parses a call's answer and describes the call: what Moodle answered
+    /// decides the outcome, even when `parse` turns an error into a value
+    /// (completion's `usernotenroled` is recorded as such). A parse error may
+    /// quote the answer, so it is cleaned of the token too.
+    pub(super) fn finish<T>(
+        &self,
+        function: &'static str,
+        called: Called,
+        batch: Option<u32>,
+        parse: impl FnOnce(&str, Result<Value, MoodleError>) -> Result<T, MoodleError>,
+    ) -> (Result<T, MoodleError>, CallRecord) {
+        let Called { answer, ms } = called;
+        let answered = answer.as_ref().err().map(MoodleError::outcome);
+        if let Err(MoodleError::Exception {
+            debuginfo: Some(debuginfo),
+            ..
+        }) = &answer
+        {
+            tracing::debug!(function, %debuginfo, "moodle debuginfo");
+        }
+        let result = parse(function, answer).map_err(|e| e.redacted(self.token.expose_secret()));
+        let outcome = answered.unwrap_or_else(|| match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.outcome(),
+        });
+        match &result {
+            Ok(_) => tracing::debug!(function, %outcome, ms, ?batch, "moodle call"),
+            Err(e) => {
+                tracing::debug!(function, %outcome, ms, ?batch, class = %e.class(), "moodle call")
+            }
+        }
+        let call = CallRecord {
+            function: function.to_owned(),
+            outcome,
+            ms,
+            batch,
+        };
+        (result, call)
+    }
+
+    /// After a 429/503 or maintenance answer, no call for a while (bounded).
+    fn slow_down_if_asked(&self, e: &MoodleError) {
+        let pause = match e {
+            MoodleError::Status {
+                status: 429 | 503,
+                retry_after,
+                ..
+            } => retry_after.unwrap_or(DEFAULT_PAUSE),
+            _ if e.errorcode() == Some("sitemaintenance") => DEFAULT_PAUSE,
+            _ => return,
+        };
+        let until = Instant::now() + pause.min(MAX_PAUSE);
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+        tracing::info!(
+            function = e.function(),
+            pause_ms = pause.min(MAX_PAUSE).as_millis() as u64,
+            "Moodle asked to slow down: pausing this tenant's calls"
+        );
     }
 
     async fn post(&self, request: &Request) -> Result<Value, MoodleError> {
         let function = request.function;
         // Token, function and format go in the body, never in the URL (moodle-ws.md 1.11).
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(request.params.pairs().len() + 3);
-        form.push(("wstoken", self.inner.token.expose_secret()));
+        form.push(("wstoken", self.token.expose_secret()));
         form.push(("wsfunction", function));
         form.push(("moodlewsrestformat", "json"));
         form.extend(
@@ -170,9 +347,8 @@ impl MoodleClient {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let response = self
-            .inner
             .http
-            .post(&self.inner.endpoint)
+            .post(&self.endpoint)
             .header(ACCEPT, "application/json")
             .form(&form)
             .send()
@@ -214,7 +390,7 @@ impl MoodleClient {
             (
                 format!(
                     "no answer within {}",
-                    humantime::format_duration(self.inner.timeout)
+                    humantime::format_duration(self.timeout)
                 ),
                 true,
             )
@@ -292,192 +468,6 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// The calls of one job against one site.
-#[derive(Clone)]
-pub struct MoodleSession {
-    client: MoodleClient,
-    calls: Arc<Mutex<Vec<CallRecord>>>,
-}
-
-impl MoodleSession {
-    /// Every call made so far, in order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Makes the call, parses the answer with `parse`, records the outcome.
-    async fn run<T>(
-        &self,
-        request: Request,
-        parse: impl FnOnce(&str, Result<Value, MoodleError>) -> Result<T, MoodleError>,
-    ) -> Result<T, MoodleError> {
-        let function = request.function;
-        let (answer, ms) = self.client.exchange(&request).await;
-        // Before anything is derived from it: the outcome, the log, the caller's error.
-        let answer = answer.map_err(|e| e.redacted(self.token()));
-        // What Moodle answered decides the outcome, even when `parse` turns an error
-        // into a value (completion's `usernotenroled` is recorded as such).
-        let answered = answer.as_ref().err().map(MoodleError::outcome);
-        if let Err(MoodleError::Exception {
-            debuginfo: Some(debuginfo),
-            ..
-        }) = &answer
-        {
-            tracing::debug!(function, %debuginfo, "moodle debuginfo");
-        }
-        let result = parse(function, answer).map_err(|e| e.redacted(self.token()));
-        let outcome = answered.unwrap_or_else(|| match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => e.outcome(),
-        });
-        match &result {
-            Ok(_) => tracing::debug!(function, %outcome, ms, "moodle call"),
-            Err(e) => tracing::debug!(function, %outcome, ms, class = %e.class(), "moodle call"),
-        }
-        self.calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(CallRecord {
-                function: function.to_owned(),
-                outcome,
-                ms,
-            });
-        result
-    }
-
-    /// [`run`](Self::run) for answers that are only parsed when the call succeeded.
-    async fn call<T>(
-        &self,
-        request: Request,
-        parse: fn(&str, Value) -> Result<T, MoodleError>,
-    ) -> Result<T, MoodleError> {
-        self.run(request, |function, answer| parse(function, answer?))
-            .await
-    }
-
-    fn token(&self) -> &str {
-        self.client.inner.token.expose_secret()
-    }
-}
-
-impl fmt::Debug for MoodleSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MoodleSession")
-            .field("client", &self.client)
-            .field("calls", &self.calls())
-            .finish()
-    }
-}
-
-/// Every method makes one HTTP call, except where the answer is known without one:
-/// an empty lookup value (it names nothing, and Moodle would match every record with
-/// an empty field), an update that changes nothing, and an empty (un)enrolment list
-/// (an empty list cannot be encoded). Those return at once and record no call.
-#[async_trait]
-impl Moodle for MoodleSession {
-    async fn site_info(&self) -> Result<SiteInfo, MoodleError> {
-        self.call(f::site_info(), f::parse_site_info).await
-    }
-
-    async fn course_by_idnumber(&self, idnumber: &str) -> Result<Option<Course>, MoodleError> {
-        if idnumber.trim().is_empty() {
-            return Ok(None);
-        }
-        self.call(
-            f::course_by_field("idnumber", idnumber),
-            f::parse_one_course,
-        )
-        .await
-    }
-
-    async fn course_by_id(&self, id: i64) -> Result<Option<Course>, MoodleError> {
-        self.call(
-            f::course_by_field("id", &id.to_string()),
-            f::parse_one_course,
-        )
-        .await
-    }
-
-    async fn course_by_shortname(&self, shortname: &str) -> Result<Option<Course>, MoodleError> {
-        if shortname.trim().is_empty() {
-            return Ok(None);
-        }
-        self.call(
-            f::course_by_field("shortname", shortname),
-            f::parse_one_course,
-        )
-        .await
-    }
-
-    async fn create_course(&self, course: &NewCourse) -> Result<i64, MoodleError> {
-        self.call(f::create_course(course), f::parse_created_id)
-            .await
-    }
-
-    async fn update_course(&self, update: &CourseUpdate) -> Result<(), MoodleError> {
-        if !f::update_changes_something(update) {
-            return Ok(());
-        }
-        self.call(f::update_course(update), f::parse_warnings_only)
-            .await
-    }
-
-    async fn users_by_field(
-        &self,
-        field: UserField,
-        value: &str,
-    ) -> Result<Vec<User>, MoodleError> {
-        if value.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(f::users_by_field(field, value), f::parse_user_list)
-            .await
-    }
-
-    async fn users_by_email_like(&self, email: &str) -> Result<Vec<User>, MoodleError> {
-        if email.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(f::users_by_email_like(email), f::parse_users)
-            .await
-    }
-
-    async fn create_user(&self, user: &NewUser) -> Result<i64, MoodleError> {
-        self.call(f::create_user(user), f::parse_created_id).await
-    }
-
-    async fn enrol(&self, enrolments: &[Enrolment]) -> Result<(), MoodleError> {
-        if enrolments.is_empty() {
-            return Ok(());
-        }
-        self.call(f::enrol(enrolments), f::parse_null).await
-    }
-
-    async fn unenrol(&self, unenrolments: &[Unenrolment]) -> Result<(), MoodleError> {
-        if unenrolments.is_empty() {
-            return Ok(());
-        }
-        self.call(f::unenrol(unenrolments), f::parse_null).await
-    }
-
-    async fn course_totals(&self, courseid: i64) -> Result<Vec<CourseTotal>, MoodleError> {
-        self.call(f::grade_items(courseid), f::parse_course_totals)
-            .await
-    }
-
-    async fn completion(
-        &self,
-        courseid: i64,
-        userid: i64,
-    ) -> Result<Option<Completion>, MoodleError> {
-        self.run(f::completion(courseid, userid), f::parse_completion)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,7 +481,7 @@ mod tests {
             1,
         )
         .unwrap();
-        client.inner.permits.close();
+        client.inner().permits.close();
         let session = client.session();
         let error = session.site_info().await.unwrap_err();
         assert_eq!(error.class(), ErrorClass::Transient, "{error}");

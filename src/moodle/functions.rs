@@ -87,9 +87,10 @@ pub(crate) fn update_course(update: &CourseUpdate) -> Request {
     })
 }
 
-pub(crate) fn users_by_field(field: UserField, value: &str) -> Request {
+pub(crate) fn users_by_field(field: UserField, values: &[&str]) -> Request {
     request(USERS_BY_FIELD, |p| {
-        p.field("field", field.as_str()).list("values", [value]);
+        p.field("field", field.as_str())
+            .list("values", values.iter().copied());
     })
 }
 

@@ -4,19 +4,22 @@
 //! so it can be tested without HTTP. [`MoodleClient`] is the real implementation;
 //! one [`MoodleSession`] per job records every call made (function, outcome, latency).
 
+mod batch;
 mod client;
 mod encode;
 mod envelope;
 mod error;
 mod functions;
 mod sanitize;
+mod session;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wsfunction;
 
-pub use client::{ClientBuildError, MoodleClient, MoodleSession};
+pub use client::{ClientBuildError, MoodleClient, Pacing};
 pub use encode::{FormObject, FormParams, FormValue};
 pub use error::{ErrorClass, MoodleError, fix_add_functions, fix_grant_capabilities};
+pub use session::MoodleSession;
 pub use wsfunction::required_functions;
 
 use async_trait::async_trait;
@@ -31,6 +34,9 @@ pub struct CallRecord {
     pub outcome: String,
     /// Wall-clock latency in milliseconds.
     pub ms: u64,
+    /// How many jobs' requests the call carried, when it was a batched call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 /// A course as Moodle reports it (only the fields this service reads).
@@ -149,7 +155,7 @@ pub struct NewUser {
 }
 
 /// One item of `enrol_manual_enrol_users`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Enrolment {
     /// Moodle role id (usually the student role).
     pub roleid: i64,
@@ -162,7 +168,7 @@ pub struct Enrolment {
 }
 
 /// One item of `enrol_manual_unenrol_users`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Unenrolment {
     /// Moodle user id.
     pub userid: i64,
@@ -235,7 +241,8 @@ pub trait Moodle: Send + Sync {
     async fn create_course(&self, course: &NewCourse) -> Result<i64, MoodleError>;
     /// `core_course_update_courses` with one course; a warning is an error.
     async fn update_course(&self, update: &CourseUpdate) -> Result<(), MoodleError>;
-    /// `core_user_get_users_by_field` with one value.
+    /// `core_user_get_users_by_field` for one value (it may share a call with
+    /// other jobs' values of the same field).
     async fn users_by_field(&self, field: UserField, value: &str)
     -> Result<Vec<User>, MoodleError>;
     /// `core_user_get_users` with one `email` criterion (case-insensitive LIKE);
@@ -243,10 +250,11 @@ pub trait Moodle: Send + Sync {
     async fn users_by_email_like(&self, email: &str) -> Result<Vec<User>, MoodleError>;
     /// `core_user_create_users` with exactly one user; returns its id.
     async fn create_user(&self, user: &NewUser) -> Result<i64, MoodleError>;
-    /// `enrol_manual_enrol_users` (atomic for the whole list).
-    async fn enrol(&self, enrolments: &[Enrolment]) -> Result<(), MoodleError>;
-    /// `enrol_manual_unenrol_users` (atomic for the whole list).
-    async fn unenrol(&self, unenrolments: &[Unenrolment]) -> Result<(), MoodleError>;
+    /// `enrol_manual_enrol_users` for one enrolment (it may share a call with
+    /// other jobs'; a refused batch is split until the bad enrolment is alone).
+    async fn enrol(&self, enrolment: &Enrolment) -> Result<(), MoodleError>;
+    /// `enrol_manual_unenrol_users` for one enrolment (batched like `enrol`).
+    async fn unenrol(&self, unenrolment: &Unenrolment) -> Result<(), MoodleError>;
     /// `gradereport_user_get_grade_items` for all users of a course (`userid` omitted).
     async fn course_totals(&self, courseid: i64) -> Result<Vec<CourseTotal>, MoodleError>;
     /// `core_completion_get_course_completion_status`; `None` for "no completion data"

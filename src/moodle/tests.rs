@@ -358,30 +358,34 @@ async fn every_method_sends_the_expected_form() {
         }),
         6
     );
-    case!(
-        "enrol",
-        session.enrol(&[
-            Enrolment {
-                roleid: 5,
-                userid: 6,
-                courseid: 2,
-                suspend: false,
-            },
-            Enrolment {
-                roleid: 5,
-                userid: 7,
-                courseid: 2,
-                suspend: true,
-            },
-        ]),
-        ()
-    );
+    // Two jobs' enrolments, asked at once of a batching client: one call.
+    let batching = server.client().with_pacing(Pacing {
+        batch_window: Duration::from_millis(50),
+        max_calls_per_second: None,
+    });
+    let (a, b) = (batching.session(), batching.session());
+    let ada = Enrolment {
+        roleid: 5,
+        userid: 6,
+        courseid: 2,
+        suspend: false,
+    };
+    let bob = Enrolment {
+        roleid: 5,
+        userid: 7,
+        courseid: 2,
+        suspend: true,
+    };
+    let (ada, bob) = tokio::join!(a.enrol(&ada), b.enrol(&bob));
+    assert_eq!((ada.unwrap(), bob.unwrap()), ((), ()), "enrol");
+    assert_eq!(a.calls()[0].batch, Some(2), "the job rode in a batch of 2");
+    names.push("enrol");
     case!(
         "unenrol",
-        session.unenrol(&[Unenrolment {
+        session.unenrol(&Unenrolment {
             userid: 7,
             courseid: 2
-        }]),
+        }),
         ()
     );
     case!(
@@ -423,11 +427,16 @@ async fn every_method_sends_the_expected_form() {
         insta::assert_yaml_snapshot!(*name, request.lines());
     }
 
-    // One record per call, all "ok", named by function.
+    // One record per call, all "ok", named by function (the enrolment was
+    // recorded by the two batched sessions).
     let calls = session.calls();
-    assert_eq!(calls.len(), names.len());
+    assert_eq!(calls.len() + 1, names.len());
     assert!(calls.iter().all(|c| c.outcome == "ok"), "{calls:#?}");
-    let functions: Vec<&str> = seen.iter().map(Seen::function).collect();
+    let functions: Vec<&str> = seen
+        .iter()
+        .map(Seen::function)
+        .filter(|f| *f != ws::ENROL)
+        .collect();
     let recorded: Vec<&str> = calls.iter().map(|c| c.function.as_str()).collect();
     assert_eq!(functions, recorded);
 }
@@ -447,8 +456,6 @@ async fn known_answers_make_no_call() {
         []
     );
     assert_eq!(session.users_by_email_like("").await.unwrap(), []);
-    session.enrol(&[]).await.unwrap();
-    session.unenrol(&[]).await.unwrap();
     session
         .update_course(&CourseUpdate {
             id: 2,
@@ -465,7 +472,7 @@ async fn timeout_is_transient() {
     let server =
         FakeMoodle::replying(vec![Reply::json("null").after(Duration::from_secs(3))]).await;
     let session = client_for(&server.url, Duration::from_millis(300), 2).session();
-    let error = session.enrol(&[enrolment()]).await.unwrap_err();
+    let error = session.enrol(&enrolment()).await.unwrap_err();
     assert!(
         matches!(error, MoodleError::Transport { timeout: true, .. }),
         "{error:?}"
@@ -634,7 +641,7 @@ async fn moodle_errors_are_typed_and_recorded() {
     .await;
     let session = server.client().session();
 
-    let access = session.enrol(&[enrolment()]).await.unwrap_err();
+    let access = session.enrol(&enrolment()).await.unwrap_err();
     assert_eq!(access.class(), ErrorClass::Configuration);
     assert_eq!(
         access.to_string(),
@@ -646,7 +653,7 @@ async fn moodle_errors_are_typed_and_recorded() {
          suspended integration user, gives the same error"
     );
 
-    let no_user = session.enrol(&[enrolment()]).await.unwrap_err();
+    let no_user = session.enrol(&enrolment()).await.unwrap_err();
     assert_eq!(no_user.class(), ErrorClass::Data);
     assert_eq!(
         no_user.to_string(),

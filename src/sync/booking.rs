@@ -53,7 +53,7 @@ impl Run<'_, '_> {
         };
         self.ctx
             .moodle
-            .unenrol(&[item])
+            .unenrol(&item)
             .await
             .map_err(|e| enrol_error(e, true, course_id, user_id))?;
         self.outcome
@@ -80,7 +80,7 @@ impl Run<'_, '_> {
         };
         self.ctx
             .moodle
-            .enrol(&[item])
+            .enrol(&item)
             .await
             .map_err(|e| enrol_error(e, false, course_id, user_id))?;
         self.outcome.moodle.role_id = Some(role_id);

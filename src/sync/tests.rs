@@ -1,7 +1,8 @@
 //! The handler layer against a scripted Moodle and an in-memory store: the
-//! order of the user look-ups (payload → link → idnumber → unique email →
-//! create), what an `invalidparameter` answer to a create leads to, and the
-//! username clash suffix — without HTTP.
+//! order of the user look-ups (payload → link → idnumber → unique email, exact →
+//! create), what an `invalidparameter` answer to a create leads to (a look-up
+//! by username, then by email ignoring case), and the username clash suffix —
+//! without HTTP.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -129,11 +130,10 @@ impl Moodle for ScriptedMoodle {
             _ => panic!("the script answers a create with an id"),
         }
     }
-    async fn enrol(&self, items: &[Enrolment]) -> Result<(), MoodleError> {
-        let e = items[0];
+    async fn enrol(&self, e: &Enrolment) -> Result<(), MoodleError> {
         self.answer(Call::Enrol(e.userid, e.courseid)).map(|_| ())
     }
-    async fn unenrol(&self, _: &[Unenrolment]) -> Result<(), MoodleError> {
+    async fn unenrol(&self, _: &Unenrolment) -> Result<(), MoodleError> {
         unimplemented!("not scripted")
     }
     async fn course_totals(&self, _: i64) -> Result<Vec<CourseTotal>, MoodleError> {
@@ -310,6 +310,7 @@ async fn book(
 
 const IDNUMBER: &str = "apit-user-U9";
 const EMAIL: &str = "Ada@Example.com";
+const LOWER_EMAIL: &str = "ada@example.com";
 
 fn by(field: UserField, value: &str) -> Call {
     Call::UsersBy(field, value.into())
@@ -404,8 +405,9 @@ async fn a_unique_email_is_matched_but_two_accounts_are_not() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
             (
-                Call::UsersByEmailLike(EMAIL.into()),
+                by(UserField::Email, LOWER_EMAIL),
                 Answer::Users(vec![user(8, "ada", "ada@example.com", "")]),
             ),
             (Call::Enrol(8, 42), Answer::Null),
@@ -421,8 +423,9 @@ async fn a_unique_email_is_matched_but_two_accounts_are_not() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
             (
-                Call::UsersByEmailLike(EMAIL.into()),
+                by(UserField::Email, LOWER_EMAIL),
                 Answer::Users(vec![user(8, "a", EMAIL, ""), user(9, "b", EMAIL, "")]),
             ),
             (
@@ -470,7 +473,8 @@ async fn a_username_held_by_another_person_gets_a_suffix() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
-            (Call::UsersByEmailLike(EMAIL.into()), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
+            (by(UserField::Email, LOWER_EMAIL), Answer::Users(vec![])),
             (
                 Call::CreateUser("ada@example.com".into()),
                 Answer::InvalidParameter,
@@ -499,7 +503,8 @@ async fn a_refused_create_finds_our_own_racing_create_by_username() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
-            (Call::UsersByEmailLike(EMAIL.into()), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
+            (by(UserField::Email, LOWER_EMAIL), Answer::Users(vec![])),
             (
                 Call::CreateUser("ada@example.com".into()),
                 Answer::InvalidParameter,
@@ -526,7 +531,8 @@ async fn a_refused_create_without_a_username_holder_looks_at_the_email_again() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
-            (Call::UsersByEmailLike(EMAIL.into()), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
+            (by(UserField::Email, LOWER_EMAIL), Answer::Users(vec![])),
             (
                 Call::CreateUser("ada@example.com".into()),
                 Answer::InvalidParameter,
@@ -553,7 +559,8 @@ async fn a_refused_create_without_a_username_holder_looks_at_the_email_again() {
         None,
         vec![
             (by(UserField::Idnumber, IDNUMBER), Answer::Users(vec![])),
-            (Call::UsersByEmailLike(EMAIL.into()), Answer::Users(vec![])),
+            (by(UserField::Email, EMAIL), Answer::Users(vec![])),
+            (by(UserField::Email, LOWER_EMAIL), Answer::Users(vec![])),
             (
                 Call::CreateUser("ada@example.com".into()),
                 Answer::InvalidParameter,

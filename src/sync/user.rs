@@ -107,7 +107,7 @@ impl Run<'_, '_> {
 
         if ctx.config.match_users_by_email {
             if let Some(email) = user.email.as_deref() {
-                let matches = self.users_with_email(email).await?;
+                let matches = self.users_with_email_exactly(email).await?;
                 if let [only] = matches.as_slice() {
                     return self
                         .adopt_user(user, only.id, format!("user matched by email: {}", only.id))
@@ -123,6 +123,34 @@ impl Run<'_, '_> {
         }
 
         Ok(None)
+    }
+
+    /// Users whose email is `email` as given or lower-cased (most sites store
+    /// emails lower-case): exact look-ups, shared with other jobs' (both values
+    /// usually ride in the same call). An account whose email differs in
+    /// another way of case is found when Moodle refuses the create (its
+    /// duplicate check ignores case) — see [`Self::create_user`].
+    async fn users_with_email_exactly(&self, email: &str) -> Step<Vec<User>> {
+        let moodle = self.ctx.moodle;
+        let lower = email.to_lowercase();
+        let (mut found, also) = if lower == email {
+            (
+                moodle.users_by_field(UserField::Email, email).await?,
+                Vec::new(),
+            )
+        } else {
+            let (given, lowered) = futures::join!(
+                moodle.users_by_field(UserField::Email, email),
+                moodle.users_by_field(UserField::Email, &lower),
+            );
+            (given?, lowered?)
+        };
+        for user in also {
+            if found.iter().all(|u| u.id != user.id) {
+                found.push(user);
+            }
+        }
+        Ok(found.into_iter().filter(|u| same_email(u, email)).collect())
     }
 
     /// Users whose email equals `email` ignoring case (Moodle's LIKE also
