@@ -686,11 +686,13 @@ pub async fn finish_records_the_attempt_and_releases_keys_only_when_final(store:
             function: "core_course_get_courses_by_field".into(),
             outcome: "ok".into(),
             ms: 12,
+            batch: Some(40),
         },
         CallRecord {
             function: "core_course_create_courses".into(),
             outcome: "ok".into(),
             ms: 80,
+            batch: None,
         },
     ];
     let outcome = json!({"moodle_course_id": 42});
@@ -729,6 +731,7 @@ pub async fn finish_records_the_attempt_and_releases_keys_only_when_final(store:
             function: "core_course_get_courses_by_field".into(),
             outcome: "ok".into(),
             ms: 9,
+            batch: None,
         }],
     };
     assert!(store.finish(waiting.id, 1, at(6), failure).await.unwrap());
