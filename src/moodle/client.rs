@@ -182,7 +182,8 @@ impl MoodleClient {
         };
         inner.rate = pacing
             .max_calls_per_second
-            .map(|n| RateLimiter::direct(Quota::per_second(n)));
+            // No burst: at most `n` calls in any second, evenly spaced.
+            .map(|n| RateLimiter::direct(Quota::per_second(n).allow_burst(NonZeroU32::MIN)));
         let inner = Arc::new(inner);
         let batches = (!pacing.batch_window.is_zero())
             .then(|| Arc::new(Batches::new(inner.clone(), pacing.batch_window)));

@@ -99,6 +99,7 @@ impl RestRequest {
             form: self.record_form.clone(),
             method: self.method.clone(),
             token_in_query: self.token_in_query,
+            at: std::time::Instant::now(),
         }
     }
 }

@@ -178,9 +178,16 @@ impl MoodleSimulator {
             .count()
     }
 
-    /// Forgets the recorded calls.
+    /// The most calls that were being answered at the same time.
+    pub fn max_calls_in_flight(&self) -> usize {
+        self.site().max_in_flight
+    }
+
+    /// Forgets the recorded calls (and the most in flight).
     pub fn reset_calls(&self) {
-        self.site().calls.clear();
+        let mut site = self.site();
+        site.calls.clear();
+        site.max_in_flight = site.in_flight;
     }
 
     /// All courses except the front page, by id.

@@ -23,6 +23,8 @@ pub struct RecordedCall {
     pub method: String,
     /// True when `wstoken` was in the URL's query string (it must only be in the body).
     pub token_in_query: bool,
+    /// When the call arrived (for rate checks).
+    pub at: std::time::Instant,
 }
 
 /// A course as stored (front page excluded).

@@ -40,6 +40,16 @@ pub(super) fn router(shared: Arc<Mutex<Site>>) -> Router {
         .with_state(shared)
 }
 
+/// Counts a call as in flight until it is answered (or the client gave up).
+struct InFlight(Arc<Mutex<Site>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut site = lock(&self.0);
+        site.in_flight = site.in_flight.saturating_sub(1);
+    }
+}
+
 /// `POST /webservice/rest/server.php`: the whole Moodle pipeline (moodle-ws.md §1.4).
 async fn rest_server(
     State(shared): State<Arc<Mutex<Site>>>,
@@ -59,8 +69,11 @@ async fn rest_server(
         if site.cfg.record_calls {
             site.calls.push(req.record());
         }
+        site.in_flight += 1;
+        site.max_in_flight = site.max_in_flight.max(site.in_flight);
         (site.take_fault(&req.function), site.cfg.latency)
     };
+    let _in_flight = InFlight(shared.clone());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

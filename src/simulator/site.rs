@@ -19,6 +19,9 @@ pub(super) struct Site {
     pub(super) db: Db,
     pub(super) calls: Vec<RecordedCall>,
     pub(super) faults: Vec<FaultRule>,
+    /// Calls being answered now, and the most there have been at once.
+    pub(super) in_flight: usize,
+    pub(super) max_in_flight: usize,
 }
 
 pub(super) struct Config {
@@ -280,6 +283,8 @@ impl Site {
             },
             db,
             calls: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
             faults: Vec::new(),
         }
     }

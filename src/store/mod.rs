@@ -24,7 +24,7 @@ pub use queue::{
     Admission, Attempt, Finish, Job, JobFilter, JobKind, JobQueue, JobStatus, NewJob, QueueStat,
     RetryResult,
 };
-pub use shared::{Dialect, SqlStore};
+pub use shared::{CLAIMABLE, Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 
 use std::sync::Arc;

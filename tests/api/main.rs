@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod burst;
 mod check;
 mod grades;
 mod ingest;

@@ -1679,3 +1679,96 @@ pub async fn check_durability_fixture(store: &dyn Store) {
         Admission::Existing(_)
     ));
 }
+
+/// Admits `n` jobs on `keys` keys (round robin), `concurrency` at a time.
+async fn fill(store: &Arc<dyn Store>, from: usize, n: usize, keys: usize, now: DateTime<Utc>) {
+    use futures::StreamExt;
+    futures::stream::iter(from..from + n)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let key = format!("user:K{}", i % keys);
+                admit(&store, keyed("acme", &[&key]), now).await;
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Keys of the blocked queues the plan tests build.
+const BLOCKED_KEYS: usize = 40;
+
+/// `n` jobs on 40 keys whose first jobs run (lease far away): the rest blocked.
+pub async fn fill_blocked(store: &Arc<dyn Store>, n: usize) {
+    let now = at(1);
+    fill(store, 0, BLOCKED_KEYS, BLOCKED_KEYS, now).await;
+    let heads = store
+        .claim("acme", now, Duration::from_secs(3600), 100)
+        .await
+        .unwrap();
+    assert_eq!(heads.len(), BLOCKED_KEYS);
+    fill(store, BLOCKED_KEYS, n - BLOCKED_KEYS, BLOCKED_KEYS, now).await;
+}
+
+/// `n` more jobs blocked behind the same heads.
+pub async fn fill_more_blocked(store: &Arc<dyn Store>, from: usize, n: usize) {
+    fill(store, from, n, BLOCKED_KEYS, at(1)).await;
+}
+
+/// Thousands of jobs blocked behind the running heads of their keys: nothing
+/// is claimable until a head finishes, then exactly the next job of each key.
+/// (That a claim does not read the blocked jobs is shown by each back-end's
+/// own test of the claim's query plan.)
+pub async fn many_blocked_jobs_wait_and_run_in_key_order(store: Arc<dyn Store>) {
+    let now = at(1);
+    fill_blocked(&store, 2_000).await;
+    assert!(
+        store
+            .claim("acme", now, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let heads = store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Running),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+
+    // The blocked jobs run, in key order, once their heads finish: the next
+    // of each key is its earliest queued job.
+    let queued = store
+        .jobs(&JobFilter {
+            status: Some(JobStatus::Queued),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut expected: std::collections::BTreeMap<String, (i64, Uuid)> = Default::default();
+    for job in &queued {
+        let entry = expected
+            .entry(job.keys[0].clone())
+            .or_insert((job.seq, job.id));
+        if job.seq < entry.0 {
+            *entry = (job.seq, job.id);
+        }
+    }
+    for head in &heads {
+        assert!(
+            store
+                .finish(head.id, head.attempts, now, ended(JobStatus::Succeeded))
+                .await
+                .unwrap()
+        );
+    }
+    let next = store.claim("acme", now, LEASE, 100).await.unwrap();
+    let mut got: Vec<Uuid> = next.iter().map(|j| j.id).collect();
+    let mut want: Vec<Uuid> = expected.values().map(|(_, id)| *id).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), BLOCKED_KEYS, "one job per key");
+    assert_eq!(got, want, "the earliest waiting job of each key");
+}

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use apit_moodle_sync::store::{self, SqliteStore, Store};
 use db::TestDb;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 
 /// A store for one test on its own database (fields drop in order: the store
 /// first, then its database).
@@ -83,6 +85,7 @@ conformance!(
     writebacks_claim_and_finish,
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
+    many_blocked_jobs_wait_and_run_in_key_order,
 );
 
 #[tokio::test]
@@ -154,4 +157,70 @@ async fn sqlite_in_memory_works_through_one_connection() {
     let store = store::connect("sqlite::memory:").await.unwrap();
     cases::write_durability_fixture(store.as_ref()).await;
     cases::check_durability_fixture(store.as_ref()).await;
+}
+
+/// The claim's query with its parameters written in: now, the tenant, a limit.
+fn claim_sql(now: &str) -> String {
+    store::CLAIMABLE
+        .replace("$1", now)
+        .replace("$2", "'acme'")
+        .replace("$3", "10")
+}
+
+/// The claim's query reads only the partial indexes of claimable jobs: no
+/// scan of the jobs table, whatever its size (SQLite's plan).
+#[tokio::test]
+async fn sqlite_claims_never_scan_the_queue() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite();
+    let store = store::connect(&db.url).await.unwrap();
+    cases::fill_blocked(&store, 2_000).await;
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", claim_sql("0")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let text: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+    let text = text.join("\n");
+    assert!(text.contains("USING INDEX jobs_ready"), "{text}");
+    assert!(text.contains("USING INDEX jobs_leased"), "{text}");
+    assert!(!text.contains("SCAN jobs"), "{text}");
+}
+
+/// Rows a claim reads on PostgreSQL, from the executed plan: the same with
+/// 200 or 2,000 jobs blocked in the queue.
+#[tokio::test]
+async fn postgres_claims_read_the_same_rows_at_any_depth() {
+    let Some(db) = TestDb::postgres("postgres_claims_read_the_same_rows_at_any_depth").await else {
+        return;
+    };
+    let store = store::connect(&db.url).await.unwrap();
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    cases::fill_blocked(&store, 200).await;
+    let shallow = rows_read(&mut conn).await;
+    cases::fill_more_blocked(&store, 200, 1_800).await;
+    let deep = rows_read(&mut conn).await;
+    assert_eq!(
+        shallow, deep,
+        "a claim read {shallow} rows at 200 queued, {deep} at 2,000"
+    );
+}
+
+/// Rows the claim's query visited: returned by each plan node, plus removed by its filters.
+async fn rows_read(conn: &mut PgConnection) -> u64 {
+    let sql = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", claim_sql("now()"));
+    let plan: sqlx::types::Json<serde_json::Value> =
+        sqlx::query_scalar(&sql).fetch_one(conn).await.unwrap();
+    fn walk(node: &serde_json::Value) -> u64 {
+        let count = |k: &str| node.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let own = count("Actual Rows") + count("Rows Removed by Filter");
+        let children: u64 = node
+            .get("Plans")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, |plans| plans.iter().map(walk).sum());
+        own + children
+    }
+    walk(&plan.0[0]["Plan"])
 }

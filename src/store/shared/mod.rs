@@ -118,7 +118,7 @@ pub trait QueueOps: Dialect {
 /// jobs that are due and have no blockers, then running jobs whose lease has
 /// expired (their worker died). Each part reads its own partial index, so the
 /// cost is what is claimable, never the blocked or waiting rest of the queue.
-pub(super) const CLAIMABLE: &str = "SELECT id FROM ( \
+pub const CLAIMABLE: &str = "SELECT id FROM ( \
        SELECT id, next_attempt_at AS due, seq FROM jobs \
        WHERE tenant = $2 AND status = 'queued' AND blockers = 0 AND next_attempt_at <= $1 \
        UNION ALL \
