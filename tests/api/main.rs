@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod check;
+mod demo;
 mod grades;
 mod ingest;
 mod jobs_cli;
