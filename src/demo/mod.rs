@@ -318,9 +318,9 @@ async fn finish_story(
         .as_array()
         .map_or(0, |e| e.iter().filter(|e| e["suspended"] == true).count());
     println!(
-        "{} in Moodle {} course, {} users, {} enrolments ({suspended} suspended), {} scores; \
+        "{} In Moodle: {} course, {} users, {} enrolments ({suspended} suspended), {} scores; \
          {} write-backs received.",
-        style.bold("The story is told:"),
+        style.bold("The story is told."),
         count("courses"),
         count("users"),
         count("enrolments"),
