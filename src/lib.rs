@@ -3,6 +3,7 @@ pub mod app;
 pub mod callback;
 pub mod check;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod http;
 pub mod intake;

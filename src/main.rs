@@ -1,4 +1,4 @@
-//! CLI entry: `serve` (the default), `check`, `jobs` and `simulate-moodle`.
+//! CLI entry: `serve` (the default), `check`, `jobs`, `simulate-moodle` and `demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use apit_moodle_sync::config::Config;
 use apit_moodle_sync::jobs_cli::{self, AdminClient, ListFilter};
 use apit_moodle_sync::secret::Secret;
-use apit_moodle_sync::{app, check, simulator};
+use apit_moodle_sync::{app, check, demo, simulator};
 
 /// Keeps Moodle in step with accessplanit.
 #[derive(Parser)]
@@ -46,6 +46,10 @@ enum Command {
     /// memory, and prints at start a [tenants.demo] section to paste into a configuration.
     /// Runs until Ctrl-C or SIGTERM.
     SimulateMoodle(SimulateArgs),
+    /// See it work with no Moodle: the service, a simulated Moodle and a write-back receiver
+    /// in one process, a scripted story told over HTTP step by step, then left running for
+    /// your own events (README's curl examples) until Ctrl-C.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
                 app::shutdown_signal(),
             ))
             .map_err(Into::into),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod burst;
 mod check;
+mod demo;
 mod grades;
 mod ingest;
 mod jobs_cli;
