@@ -4,7 +4,9 @@
 mod support;
 
 mod admin;
+mod browser;
 mod check;
+mod console;
 mod grades;
 mod ingest;
 mod jobs_cli;
@@ -13,4 +15,5 @@ mod moodle_steps;
 mod openapi;
 mod process;
 mod reliability;
+mod scope;
 mod simulator;

@@ -83,6 +83,8 @@ conformance!(
     writebacks_claim_and_finish,
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
+    run_now_makes_a_queued_job_due_and_nothing_else,
+    activity_counts_events_and_calls_per_hour,
 );
 
 #[tokio::test]
