@@ -38,7 +38,7 @@ pub async fn jobs(store: &dyn Store, caller: &Caller, filter: &JobFilter) -> Sto
         };
         all.extend(store.jobs(&one).await?);
     }
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|j| std::cmp::Reverse(j.id));
     if filter.limit > 0 {
         all.truncate(filter.limit as usize);
     }
@@ -159,7 +159,7 @@ pub async fn selected(
             before = last;
         }
     }
-    out.sort_by(|a, b| b.id.cmp(&a.id));
+    out.sort_by_key(|j| std::cmp::Reverse(j.id));
     out.truncate(BULK_MAX);
     Ok(out)
 }

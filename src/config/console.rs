@@ -92,6 +92,22 @@ impl ConsoleConfig {
     }
 }
 
+impl ConsoleConfig {
+    /// Risky settings of the console, for the start-up log.
+    pub(super) fn warnings(&self, database_url: &str) -> Vec<String> {
+        let several_replicas = !database_url.starts_with("sqlite:");
+        if self.enabled && self.session_key.is_none() && several_replicas {
+            vec![
+                "console.session_key is not set: a console sign-in holds only on the replica \
+                 that made it and ends when it restarts (give every replica the same key)"
+                    .into(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The longest sign-in.
 const MAX_SESSION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -163,5 +179,99 @@ pub(super) fn validate_operators(
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const TENANT: &str = r#"
+        admin_token = "the-admin-token"
+        [tenants.acme]
+        webhook_secret = "s"
+        moodle_url = "https://m.acme.example"
+        moodle_token = "t"
+        category_id = 1
+    "#;
+
+    #[test]
+    fn the_console_is_on_at_console_by_default() {
+        let c = Config::from_toml(TENANT).unwrap();
+        assert!(c.console.enabled);
+        assert_eq!(c.console.path, "/console");
+        assert_eq!(c.console.session_ttl.as_secs(), 8 * 3600);
+        assert_eq!(c.console.refresh.as_secs(), 30);
+        assert!(!c.console.trust_forwarded_proto && c.console.session_key.is_none());
+        assert!(c.operators.is_empty());
+    }
+
+    #[test]
+    fn operators_are_checked_against_tenants_and_tokens() {
+        let err = Config::from_toml(&format!(
+            r#"{TENANT}
+            [console]
+            path = "/v1/console"
+            session_key = "short"
+            [operators.admin]
+            token = "x1-token"
+            tenants = ["acme"]
+            [operators.nowhere]
+            token = "the-admin-token"
+            tenants = ["zeta"]
+            [operators.none]
+            tenants = []
+            [operators.twin]
+            token = "x1-token"
+            tenants = ["acme"]
+            "#
+        ))
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "console.path:",
+            "console.session_key: must be at least 32",
+            "operators.admin: \"admin\" names the admin token",
+            "operators.nowhere.tenants: no [tenants.zeta]",
+            "operators.nowhere.token: must differ from admin_token",
+            "operators.none.token: is required",
+            "operators.none.tenants: name at least one tenant",
+            "operators.admin.token and operators.twin.token",
+        ] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn an_operator_token_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("op");
+        std::fs::write(&file, "file-operator-token\n").unwrap();
+        let c = Config::from_toml(&format!(
+            "{TENANT}\n[operators.support]\ntoken_file = {:?}\ntenants = [\"acme\"]\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let op = &c.operators["support"];
+        assert_eq!(op.token.expose(), "file-operator-token");
+        assert!(!format!("{c:?}").contains("file-operator-token"));
+    }
+
+    #[test]
+    fn without_a_session_key_postgres_replicas_are_warned_about() {
+        let c =
+            Config::from_toml(&format!("database_url = \"postgres://db/x\"\n{TENANT}")).unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("console.session_key"))
+        );
+        let sqlite = Config::from_toml(TENANT).unwrap();
+        assert!(
+            !sqlite
+                .warnings()
+                .iter()
+                .any(|w| w.contains("console.session_key"))
+        );
     }
 }

@@ -225,12 +225,13 @@ impl Config {
     /// Risky but legal settings, to log at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.admin_token.is_none() {
+        if self.admin_token.is_none() && self.operators.is_empty() {
             out.push(
                 "admin_token is not set: the admin API (/v1/jobs, grades/sync) refuses every call"
                     .into(),
             );
         }
+        out.extend(self.console.warnings(&self.database_url));
         if self.tenants.is_empty() {
             out.push("no [tenants.*] configured: every event will be answered 404".into());
         }

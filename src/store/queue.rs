@@ -306,11 +306,6 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Job counts and oldest creation time per tenant and status (for metrics).
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>>;
 
-    /// "Run now": makes queued job `id` due at `now` (`next_attempt_at = now`),
-    /// e.g. one waiting in back-off. False, and nothing changed, when the job is
-    /// not queued (or does not exist).
-    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
-
     /// Tenant activity per hour, for `hours` hours from `from`: events received
     /// (jobs created, grades passes left out) and Moodle calls made (attempts
     /// started in that hour). Bounded: jobs are found by id (UUIDv7, so time
@@ -323,6 +318,11 @@ pub trait JobQueue: Send + Sync + 'static {
         from: DateTime<Utc>,
         hours: u32,
     ) -> StoreResult<Vec<HourActivity>>;
+
+    /// "Run now": makes queued job `id` due at `now` (`next_attempt_at = now`),
+    /// e.g. one waiting in back-off. False, and nothing changed, when the job is
+    /// not queued (or does not exist).
+    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 /// How far before the window [`JobQueue::activity`] looks for jobs whose

@@ -13,7 +13,8 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Saves a screenshot for the README when asked to.
+/// Saves a screenshot for the README when asked to (`APIT_CONSOLE_SCREENSHOTS=1`),
+/// made small with `pngquant` when it is installed.
 async fn screenshot(browser: &Browser, name: &str) {
     if std::env::var("APIT_CONSOLE_SCREENSHOTS").as_deref() != Ok("1") {
         return;
@@ -22,7 +23,19 @@ async fn screenshot(browser: &Browser, name: &str) {
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::write(&path, &png).unwrap();
-    eprintln!("wrote {path} ({} KiB)", png.len() / 1024);
+    let quantized = std::process::Command::new("pngquant")
+        .args(["--force", "--quality=70-90", "--output", &path, &path])
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = std::fs::metadata(&path).unwrap().len() / 1024;
+    eprintln!(
+        "wrote {path} ({size} KiB{})",
+        if quantized {
+            ", pngquant"
+        } else {
+            "; install pngquant to make it smaller"
+        }
+    );
 }
 
 /// Signs in on the sign-in page with `token`.
@@ -32,6 +45,19 @@ async fn sign_in(browser: &Browser, token: &str) {
     browser
         .click(&browser.get("form.signin button[type=submit]").await)
         .await;
+}
+
+/// At 200 % zoom (half the CSS width) the page reflows: nothing but a
+/// table's own scroll box is wider than the window.
+async fn reflows_at_200_percent(browser: &Browser, what: &str) {
+    browser.resize(550, 900).await;
+    let fits = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+        )
+        .await;
+    assert_eq!(fits, true, "{what} is wider than the window at 200 % zoom");
+    browser.resize(1100, 900).await;
 }
 
 #[tokio::test]
@@ -73,8 +99,11 @@ async fn in_chromium_sign_in_see_the_fix_retry_until_succeeded_and_sign_out() {
         "no session for a wrong token"
     );
 
-    // Signed in: the overview, per tenant.
-    sign_in(&browser, ADMIN_TOKEN).await;
+    // Signed in (from the keyboard: Enter in the field submits): the overview, per tenant.
+    let field = browser.get("input#token").await;
+    browser
+        .type_into(&field, &format!("{ADMIN_TOKEN}\u{E007}"))
+        .await;
     let text = browser.wait_for_text("Signed in as admin", WAIT).await;
     assert!(
         text.contains("Tenant acme") && text.contains("Tenant beta"),
@@ -96,6 +125,7 @@ async fn in_chromium_sign_in_see_the_fix_retry_until_succeeded_and_sign_out() {
     assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
     assert!(!cookie["value"].as_str().unwrap().contains(ADMIN_TOKEN));
     screenshot(&browser, "console-overview.png").await;
+    reflows_at_200_percent(&browser, "the overview").await;
 
     // From the failed count to the job: the error and its fix.
     browser
@@ -106,6 +136,7 @@ async fn in_chromium_sign_in_see_the_fix_retry_until_succeeded_and_sign_out() {
         )
         .await;
     browser.wait_for_text("booking D555", WAIT).await;
+    reflows_at_200_percent(&browser, "the jobs list").await;
     browser
         .click(&browser.get(&format!("a[href$='/console/jobs/{id}']")).await)
         .await;
@@ -118,6 +149,7 @@ async fn in_chromium_sign_in_see_the_fix_retry_until_succeeded_and_sign_out() {
     );
     assert!(text.contains("✗ failed"), "{text}");
     screenshot(&browser, "console-job.png").await;
+    reflows_at_200_percent(&browser, "the job page").await;
 
     // A POST without its CSRF token is refused, and the job stays as it was.
     browser

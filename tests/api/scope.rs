@@ -8,8 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::console::{
-    OPERATOR, OPERATOR_TOKEN, OTHER_TENANT, booking_on_missing_course, post_other,
-    spawn_console_app,
+    OPERATOR_TOKEN, OTHER_TENANT, booking_on_missing_course, post_other, spawn_console_app,
 };
 use crate::support::*;
 
@@ -51,7 +50,7 @@ async fn a_scoped_operator_sees_only_its_tenants_in_the_admin_api() {
 
     let all = as_operator(&app, get.clone(), "/v1/jobs").await;
     assert_eq!(all.status, StatusCode::OK);
-    assert_eq!(ids(&all), [ours.clone()]);
+    assert_eq!(ids(&all), std::slice::from_ref(&ours));
     let by_ref = as_operator(&app, get.clone(), "/v1/jobs?ref=D2").await;
     assert!(ids(&by_ref).is_empty());
     let filtered = as_operator(

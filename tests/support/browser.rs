@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// The env var that turns the browser tests on.
 pub const ENABLE: &str = "APIT_BROWSER_TESTS";
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4f735466cecf";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A headless Chromium session.
 pub struct Browser {

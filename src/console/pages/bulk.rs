@@ -160,10 +160,10 @@ pub async fn submit(
 ) -> Response {
     let narrow: Narrow = match form(&state, Some(&session), &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = require_csrf(&state, &session, narrow.csrf.as_deref()) {
-        return r;
+        return *r;
     }
     if !visible(&state, &session, &tenant) {
         return missing(&state, Some(&session), "There is no such tenant.");

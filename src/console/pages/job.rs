@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::jobs::references;
-use super::{form, missing, refusal, require_csrf};
+use super::{Refused, form, missing, refusal, require_csrf};
 use crate::console::fix;
 use crate::console::layout::{
     Frame, Nav, csrf, dash, job_status, notice, span, time_ago, writeback_status,
@@ -275,7 +275,7 @@ pub async fn retry(
 ) -> Response {
     let (id, _) = match action(&state, &session, &id, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match ops::retry(&*state.store, &state.wake, &session.caller, id).await {
         Ok(Retried::Requeued(_)) => see_other(&format!(
@@ -305,7 +305,7 @@ pub async fn run_now(
 ) -> Response {
     let (id, _) = match action(&state, &session, &id, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match ops::run_now(&*state.store, &state.wake, &session.caller, id).await {
         Ok(RunNow::Due(_)) => see_other(&format!(
@@ -333,11 +333,11 @@ fn action(
     session: &Session,
     id: &str,
     body: &[u8],
-) -> Result<(Uuid, ActionForm), Response> {
+) -> Result<(Uuid, ActionForm), Refused> {
     let input: ActionForm = form(state, Some(session), body)?;
     require_csrf(state, session, input.csrf.as_deref())?;
-    let id =
-        Uuid::parse_str(id).map_err(|_| missing(state, Some(session), "There is no such job."))?;
+    let id = Uuid::parse_str(id)
+        .map_err(|_| Box::new(missing(state, Some(session), "There is no such job.")))?;
     Ok((id, input))
 }
 

@@ -52,19 +52,22 @@ pub fn missing(state: &AppState, session: Option<&Session>, text: &str) -> Respo
     )
 }
 
+/// A request a page refuses: the answer to send instead (boxed: it is large).
+pub type Refused = Box<Response>;
+
 /// A form body as `T`, or a 400 page.
 pub fn form<T: DeserializeOwned>(
     state: &AppState,
     session: Option<&Session>,
     body: &[u8],
-) -> Result<T, Response> {
+) -> Result<T, Refused> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
-        refusal(
+        Box::new(refusal(
             state,
             session,
             StatusCode::BAD_REQUEST,
             "The form could not be read. Go back, reload the page and try again.",
-        )
+        ))
     })
 }
 
@@ -73,7 +76,7 @@ pub fn require_csrf(
     state: &AppState,
     session: &Session,
     presented: Option<&str>,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     if presented.is_some_and(|t| session.csrf_ok(t)) {
         return Ok(());
     }
@@ -81,14 +84,14 @@ pub fn require_csrf(
         by = session.caller.name(),
         "console form refused: missing or wrong CSRF token"
     );
-    Err(refusal(
+    Err(Box::new(refusal(
         state,
         Some(session),
         StatusCode::FORBIDDEN,
         "This form was refused: it did not carry this session's security token \
          (it may come from another site, or from a page older than your sign-in). \
          Nothing was changed. Go back, reload the page and try again.",
-    ))
+    )))
 }
 
 /// A page that says why a request was refused.

@@ -25,6 +25,9 @@ const COUNTED: [JobStatus; 4] = [
     JobStatus::Dead,
 ];
 
+/// Job counts and oldest creation time, per tenant and status.
+type Counts = HashMap<(String, JobStatus), (u64, Option<DateTime<Utc>>)>;
+
 /// `GET <path>/`.
 pub async fn page(
     State(state): State<AppState>,
@@ -45,7 +48,7 @@ async fn render(state: &AppState, session: &Session, paused: bool) -> Result<Mar
         .map(|t| t.name.clone())
         .filter(|t| session.caller.sees(t))
         .collect();
-    let mut counts: HashMap<(String, JobStatus), (u64, Option<DateTime<Utc>>)> = HashMap::new();
+    let mut counts = Counts::new();
     for stat in state.store.queue_stats().await? {
         counts.insert((stat.tenant, stat.status), (stat.count, stat.oldest));
     }
@@ -85,7 +88,7 @@ async fn render(state: &AppState, session: &Session, paused: bool) -> Result<Mar
 fn tenant_section(
     state: &AppState,
     tenant: &str,
-    counts: &HashMap<(String, JobStatus), (u64, Option<DateTime<Utc>>)>,
+    counts: &Counts,
     activity: &[HourActivity],
     now: DateTime<Utc>,
 ) -> Markup {

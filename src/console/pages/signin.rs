@@ -122,7 +122,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let console = &state.console;
     let input: SignInForm = match form(&state, None, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let nonce = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
     if !input
@@ -184,10 +184,10 @@ pub async fn sign_out(
 ) -> Response {
     let input: SignOutForm = match form(&state, Some(&session), &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = super::require_csrf(&state, &session, input.csrf.as_deref()) {
-        return r;
+        return *r;
     }
     let console = &state.console;
     console.keys.revoke(&session, Utc::now().timestamp());

@@ -204,18 +204,6 @@ for_every_dialect! { JobQueue for QueueOps {
         rows.iter().map(D::queue_stat).collect()
     }
 
-    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET next_attempt_at = $1, updated_at = $1 \
-             WHERE id = $2 AND status = 'queued'",
-        )
-        .bind(D::time(now))
-        .bind(D::id(id))
-        .execute(&self.writer)
-        .await?;
-        Ok(D::rows_affected(&done) == 1)
-    }
-
     async fn activity(
         &self,
         tenant: &str,
@@ -280,6 +268,18 @@ for_every_dialect! { JobQueue for QueueOps {
             }
         }
         Ok(out)
+    }
+
+    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET next_attempt_at = $1, updated_at = $1 \
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(D::time(now))
+        .bind(D::id(id))
+        .execute(&self.writer)
+        .await?;
+        Ok(D::rows_affected(&done) == 1)
     }
 } }
 
