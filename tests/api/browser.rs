@@ -1,7 +1,7 @@
 //! The console in a real browser (headless Chromium through chromedriver; see
 //! `support/browser.rs`), against the service and the Moodle simulator. Run
-//! with `APIT_BROWSER_TESTS=1`; without it each test prints a note and passes.
-//! `APIT_CONSOLE_SCREENSHOTS=1` also rewrites the README's screenshots in docs/.
+//! with `BROWSER_TESTS=1`; without it each test prints a note and passes.
+//! `CONSOLE_SCREENSHOTS=1` also rewrites the README's screenshots in docs/.
 
 use std::time::Duration;
 
@@ -13,10 +13,10 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Saves a screenshot for the README when asked to (`APIT_CONSOLE_SCREENSHOTS=1`),
+/// Saves a screenshot for the README when asked to (`CONSOLE_SCREENSHOTS=1`),
 /// made small with `pngquant` when it is installed.
 async fn screenshot(browser: &Browser, name: &str) {
-    if std::env::var("APIT_CONSOLE_SCREENSHOTS").as_deref() != Ok("1") {
+    if std::env::var("CONSOLE_SCREENSHOTS").as_deref() != Ok("1") {
         return;
     }
     let png = browser.screenshot().await;

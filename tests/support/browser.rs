@@ -2,7 +2,7 @@
 //! its chromedriver over the W3C WebDriver protocol (plain JSON over HTTP, so
 //! this small client rides on reqwest and adds no dependency).
 //!
-//! The tests run when `APIT_BROWSER_TESTS=1` (CI sets it): then a browser that
+//! The tests run when `BROWSER_TESTS=1` (CI sets it): then a browser that
 //! cannot start FAILS the test. Without it, [`Browser::start`] prints a note
 //! and returns `None`.
 
@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// The env var that turns the browser tests on.
-pub const ENABLE: &str = "APIT_BROWSER_TESTS";
+pub const ENABLE: &str = "BROWSER_TESTS";
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -46,8 +46,8 @@ impl Browser {
             eprintln!("{test}: skipped, set {ENABLE}=1 to run it in headless Chromium");
             return None;
         }
-        let chromium = binary("APIT_CHROMIUM", "/usr/bin/chromium");
-        let chromedriver = binary("APIT_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = binary("BROWSER_TESTS_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = binary("BROWSER_TESTS_CHROMEDRIVER", "/usr/bin/chromedriver");
         for b in [&chromium, &chromedriver] {
             assert!(
                 b.exists(),
