@@ -2,8 +2,6 @@
 //! to the caller's tenants (anything else is "not found"), and the state changes
 //! (retry, run now, bulk retry), each logged with who did it, never a token.
 
-use std::collections::BTreeSet;
-
 use chrono::Utc;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -218,15 +216,4 @@ pub async fn bulk_retry(
         "bulk retry by an operator"
     );
     Ok(requeued)
-}
-
-/// The tenants the caller sees among `names`.
-pub fn visible_tenants<'a>(
-    caller: &Caller,
-    names: impl Iterator<Item = &'a str>,
-) -> BTreeSet<String> {
-    names
-        .filter(|n| caller.sees(n))
-        .map(str::to_owned)
-        .collect()
 }

@@ -213,7 +213,7 @@ pub fn one_line(text: &str, max: usize) -> Markup {
     html! { span title=(flat) { (cut) "…" } }
 }
 
-/// A non-breaking space, for empty cells.
+/// A dash, for empty cells.
 pub fn dash() -> Markup {
     PreEscaped("&ndash;".to_string())
 }

@@ -65,12 +65,6 @@ impl Console {
     }
 }
 
-impl Default for Console {
-    fn default() -> Self {
-        Console::new(&ConsoleConfig::default())
-    }
-}
-
 /// The console's routes under its path (none when it is switched off), with
 /// the browser-security headers on every answer.
 pub fn router(config: &ConsoleConfig) -> Router<AppState> {
