@@ -299,8 +299,7 @@ url = "{callback}"
             .buffer_unordered(64)
             .collect::<Vec<()>>()
             .await;
-        let marks = marks.lock().unwrap().clone();
-        marks
+        marks.lock().unwrap().clone()
     }
 
     /// Jobs by status, from `/metrics`.

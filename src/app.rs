@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::access::Access;
 use crate::config::{Config, LogFormat};
+use crate::console::Console;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::retry::Policy;
@@ -99,10 +101,11 @@ pub async fn run(
     let state = AppState {
         store,
         tenants,
-        admin_token: config.admin_token.clone(),
+        access: Access::from_config(&config),
         draining: draining.clone(),
         wake,
         metrics,
+        console: Arc::new(Console::new(&config.console)),
     };
     let app = http::router(state);
     let addr = listener.local_addr()?;

@@ -1,8 +1,10 @@
 //! apit-moodle-sync: keeps Moodle in step with accessplanit.
+pub mod access;
 pub mod app;
 pub mod callback;
 pub mod check;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod events;
 pub mod http;
@@ -10,6 +12,7 @@ pub mod intake;
 pub mod jobs_cli;
 pub mod metrics;
 pub mod moodle;
+pub mod ops;
 pub mod retry;
 pub mod run;
 pub mod secret;

@@ -11,8 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+mod console;
 mod tenant;
 
+pub use console::{ConsoleConfig, OperatorConfig};
 pub use tenant::{CallbackConfig, CallbackKind, GradesConfig, OnCancel, TenantConfig};
 
 use crate::secret::{self, Secret};
@@ -129,6 +131,12 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// `[console]`: the operator console in the browser.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// `[operators.<name>]`: tokens that see only some tenants.
+    #[serde(default)]
+    pub operators: BTreeMap<String, OperatorConfig>,
 }
 
 mod defaults {
@@ -200,6 +208,13 @@ impl Config {
         for (name, t) in &mut self.tenants {
             t.resolve_and_validate(name, &mut problems);
         }
+        self.console.resolve_and_validate(&mut problems);
+        console::validate_operators(
+            &mut self.operators,
+            &self.tenants,
+            self.admin_token.as_ref(),
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -210,12 +225,13 @@ impl Config {
     /// Risky but legal settings, to log at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.admin_token.is_none() {
+        if self.admin_token.is_none() && self.operators.is_empty() {
             out.push(
                 "admin_token is not set: the admin API (/v1/jobs, grades/sync) refuses every call"
                     .into(),
             );
         }
+        out.extend(self.console.warnings(&self.database_url));
         if self.tenants.is_empty() {
             out.push("no [tenants.*] configured: every event will be answered 404".into());
         }

@@ -1,5 +1,6 @@
-//! Request authentication: tenant bearer secrets, optional Standard Webhooks
-//! signatures, and the admin token. Every comparison is constant-time.
+//! Request authentication: tenant bearer secrets and optional Standard Webhooks
+//! signatures (admin and operator tokens: `extract::Caller`). Every comparison
+//! is constant-time.
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -15,7 +16,7 @@ use crate::secret::Secret;
 const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
 
 /// The token of `Authorization: Bearer <token>`.
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.as_bytes();
     let (scheme, token) = value.split_at_checked(7)?;
     scheme
@@ -31,16 +32,6 @@ pub fn require_bearer(headers: &HeaderMap, secret: &Secret, what: &str) -> Resul
         ))),
         Some(token) if secret.matches(token) => Ok(()),
         Some(_) => Err(Problem::unauthorized(format!("the {what} is not valid"))),
-    }
-}
-
-/// Checks the admin token; without one configured the admin API is closed.
-pub fn require_admin(headers: &HeaderMap, admin: Option<&Secret>) -> Result<(), Problem> {
-    match admin {
-        Some(token) => require_bearer(headers, token, "admin token"),
-        None => Err(Problem::unauthorized(
-            "the admin API is disabled: set admin_token in the configuration",
-        )),
     }
 }
 
@@ -153,7 +144,6 @@ mod tests {
                 .status,
             401
         );
-        assert!(require_admin(&ok, None).is_err());
     }
 
     #[test]

@@ -1,24 +1,34 @@
 //! Request extractors that answer their own rejections as problem+json: the
-//! admin credential, typed query strings and path parameters.
+//! caller (admin or scoped operator token), typed query strings and path parameters.
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::auth::require_admin;
+use super::auth::bearer;
 use super::problem::Problem;
+pub use crate::access::Caller;
 
-/// Proof that the request carries the admin token (401 otherwise).
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
+/// The caller of an admin route, from `Authorization: Bearer <admin or operator
+/// token>` (401 otherwise). Handlers filter by its scope: what an operator may
+/// not see answers 404, as if it did not exist.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        require_admin(&parts.headers, state.admin_token.as_ref())?;
-        Ok(Admin)
+        if !state.access.is_open() {
+            return Err(Problem::unauthorized(
+                "the admin API is disabled: set admin_token (or [operators.<name>]) in the configuration",
+            ));
+        }
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            Problem::unauthorized("send Authorization: Bearer <admin token or operator token>")
+        })?;
+        state
+            .access
+            .identify(token)
+            .ok_or_else(|| Problem::unauthorized("the token is not valid"))
     }
 }
 

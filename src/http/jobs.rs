@@ -10,10 +10,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{Admin, ValidPath, ValidQuery, params};
+use super::extract::{Caller, ValidPath, ValidQuery, params};
 use super::problem::Problem;
+use crate::ops::{self, Retried};
 use crate::store::{
-    Attempt, Entity, Job, JobFilter, JobKind, JobStatus, RetryResult, Writeback, WritebackStatus,
+    Attempt, Entity, Job, JobFilter, JobKind, JobStatus, Writeback, WritebackStatus,
 };
 
 /// Links from a job answer.
@@ -175,16 +176,14 @@ impl JobView {
     }
 }
 
-/// `GET /v1/jobs/{id}`.
+/// `GET /v1/jobs/{id}`: a job of another tenant than the caller's is not found.
 pub async fn show(
     State(state): State<AppState>,
-    _: Admin,
+    caller: Caller,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Json<JobView>, Problem> {
     let id = parse_id(&id)?;
-    let job = state
-        .store
-        .job(id)
+    let job = ops::job(&*state.store, &caller, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
     let mut view = JobView::of(&job);
@@ -255,10 +254,10 @@ fn cursor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
     )
 }
 
-/// `GET /v1/jobs?tenant&status&kind&ref&limit&cursor`.
+/// `GET /v1/jobs?tenant&status&kind&ref&limit&cursor`, among the caller's tenants.
 pub async fn list(
     State(state): State<AppState>,
-    _: Admin,
+    caller: Caller,
     ValidQuery(query): ValidQuery<ListQuery>,
 ) -> Result<Json<JobPage>, Problem> {
     let kind = match query.kind.as_deref().map(JobKind::parse) {
@@ -279,7 +278,7 @@ pub async fn list(
         before: query.cursor,
         limit: query.limit.unwrap_or(DEFAULT_LIMIT),
     };
-    let jobs = state.store.jobs(&filter).await?;
+    let jobs = ops::jobs(&*state.store, &caller, &filter).await?;
     let next_cursor = (jobs.len() as u32 == filter.limit)
         .then(|| jobs.last().map(|j| j.id))
         .flatten();
@@ -292,21 +291,17 @@ pub async fn list(
 /// `POST /v1/jobs/{id}/retry`: re-queue a failed or dead job now.
 pub async fn retry(
     State(state): State<AppState>,
-    _: Admin,
+    caller: Caller,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Accepted, Problem> {
     let id = parse_id(&id)?;
-    match state.store.retry(id, Utc::now()).await? {
-        RetryResult::Requeued(job) => {
-            tracing::info!(job_id = %id, "job re-queued by an operator");
-            state.wake.notify_one();
-            Ok(Accepted::of(&job))
-        }
-        RetryResult::NotRetryable(job) => Err(Problem::conflict(format!(
+    match ops::retry(&*state.store, &state.wake, &caller, id).await? {
+        Retried::Requeued(job) => Ok(Accepted::of(&job)),
+        Retried::NotRetryable(job) => Err(Problem::conflict(format!(
             "job {id} is {}: only failed or dead jobs can be retried",
             job.status.as_str()
         ))),
-        RetryResult::NotFound => Err(Problem::not_found(format!("no job {id}"))),
+        Retried::NotFound => Err(Problem::not_found(format!("no job {id}"))),
     }
 }
 

@@ -29,8 +29,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+use crate::access::Access;
+use crate::console::Console;
 use crate::metrics::Metrics;
-use crate::secret::Secret;
 use crate::store::Store;
 use crate::tenant::Tenants;
 
@@ -42,12 +43,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub tenants: Tenants,
-    pub admin_token: Option<Secret>,
+    /// The admin token and the operators' scoped tokens.
+    pub access: Access,
     /// True once shutdown began: readiness answers 503.
     pub draining: Arc<AtomicBool>,
     /// Wakes the worker when a job is admitted.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// The operator console's settings, sessions and last preflight reports.
+    pub console: Arc<Console>,
 }
 
 /// Every route the service serves, as `(METHOD, path)`: the router is built
@@ -106,10 +110,12 @@ fn routes() -> Routes {
 }
 
 /// The router with its middleware: request ids, one span per request, timeout.
+/// The console's pages are merged in beside the API's table (not in it).
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     routes()
         .router
+        .merge(crate::console::router(&state.console.config))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new_status(

@@ -21,8 +21,8 @@ pub use links::{EnrolmentRecord, EnrolmentState, Link, LinkKind, Links};
 pub use outbox::{Entity, NewWriteback, Outbox, Writeback, WritebackFinish, WritebackStatus};
 pub use postgres::{PgDialect, PgStore};
 pub use queue::{
-    Admission, Attempt, Finish, Job, JobFilter, JobKind, JobQueue, JobStatus, NewJob, QueueStat,
-    RetryResult,
+    ACTIVITY_LOOKBACK, Admission, Attempt, Finish, HourActivity, Job, JobFilter, JobKind, JobQueue,
+    JobStatus, NewJob, QueueStat, RetryResult,
 };
 pub use shared::{CLAIMABLE, Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};

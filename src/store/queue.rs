@@ -312,4 +312,37 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Job counts and oldest creation time per tenant and status (for metrics).
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>>;
+
+    /// Tenant activity per hour, for `hours` hours from `from`: events received
+    /// (jobs created, grades passes left out) and Moodle calls made (attempts
+    /// started in that hour). Bounded: jobs are found by id (UUIDv7, so time
+    /// ordered) from [`ACTIVITY_LOOKBACK`] before `from` on, through the
+    /// `(tenant, id)` index, and calls are read from those jobs' attempts; an
+    /// attempt of a job admitted earlier than that is not counted.
+    async fn activity(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        hours: u32,
+    ) -> StoreResult<Vec<HourActivity>>;
+
+    /// "Run now": makes queued job `id` due at `now` (`next_attempt_at = now`),
+    /// e.g. one waiting in back-off. False, and nothing changed, when the job is
+    /// not queued (or does not exist).
+    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+}
+
+/// How far before the window [`JobQueue::activity`] looks for jobs whose
+/// attempts fall inside it.
+pub const ACTIVITY_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// One hour of [`JobQueue::activity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourActivity {
+    /// The hour's start.
+    pub start: DateTime<Utc>,
+    /// Events received (jobs created).
+    pub events: u64,
+    /// Moodle calls made by attempts started in the hour.
+    pub calls: u64,
 }

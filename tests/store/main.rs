@@ -86,6 +86,8 @@ conformance!(
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
     many_blocked_jobs_wait_and_run_in_key_order,
+    run_now_makes_a_queued_job_due_and_nothing_else,
+    activity_counts_events_and_calls_per_hour,
 );
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! database, the Moodle simulator (as `FakeMoodle`), and a recording callback receiver.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod callback_receiver;
 pub mod db;
 

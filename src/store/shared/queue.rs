@@ -12,14 +12,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{Dialect, JOB_COLUMNS, QueueOps, SqlStore, for_every_dialect};
 use crate::store::codec::{self, Decision, FinishPlan};
 use crate::store::{
-    Admission, Attempt, Finish, Job, JobFilter, JobQueue, JobStatus, NewJob, QueueStat,
-    RetryResult, StoreResult,
+    ACTIVITY_LOOKBACK, Admission, Attempt, Finish, HourActivity, Job, JobFilter, JobQueue,
+    JobStatus, NewJob, QueueStat, RetryResult, StoreResult,
 };
 
 for_every_dialect! { helpers for Dialect {
@@ -435,4 +435,101 @@ for_every_dialect! { JobQueue for QueueOps {
         .await?;
         rows.iter().map(D::queue_stat).collect()
     }
+
+    async fn activity(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        hours: u32,
+    ) -> StoreResult<Vec<HourActivity>> {
+        use sqlx::Row as _;
+        if hours == 0 {
+            return Ok(Vec::new());
+        }
+        let starts: Vec<DateTime<Utc>> = (0..=hours)
+            .map(|h| from + TimeDelta::hours(i64::from(h)))
+            .collect();
+        let end = starts[hours as usize];
+        let floor = id_floor(from - ACTIVITY_LOOKBACK);
+        // Events: one row, a sum per hour ($3 … $hours+3 are the hour bounds).
+        let sums: Vec<String> = (0..hours as usize)
+            .map(|h| {
+                format!(
+                    "COALESCE(SUM(CASE WHEN created_at >= ${} AND created_at < ${} \
+                     THEN 1 ELSE 0 END), 0)",
+                    h + 3,
+                    h + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE tenant = $1 AND id >= $2 AND kind <> 'grades-sync'",
+            sums.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(tenant.to_owned()).bind(D::id(floor));
+        for start in &starts {
+            query = query.bind(D::time(*start));
+        }
+        let row = query.fetch_one(&self.reader).await?;
+        let mut out: Vec<HourActivity> = Vec::with_capacity(hours as usize);
+        for (h, start) in starts.iter().take(hours as usize).enumerate() {
+            let events: i64 = row.try_get(h)?;
+            out.push(HourActivity {
+                start: *start,
+                events: events.max(0) as u64,
+                calls: 0,
+            });
+        }
+        // Calls: the attempts started in the window, counted here.
+        let rows = sqlx::query(
+            "SELECT a.number, a.started_at, a.finished_at, a.calls, a.error, a.result \
+             FROM attempts a JOIN jobs j ON j.id = a.job_id \
+             WHERE j.tenant = $1 AND a.job_id >= $2 AND a.started_at >= $3 AND a.started_at < $4",
+        )
+        .bind(tenant.to_owned())
+        .bind(D::id(floor))
+        .bind(D::time(from))
+        .bind(D::time(end))
+        .fetch_all(&self.reader)
+        .await?;
+        // A call shared by n jobs appears in each of their attempts: count its share.
+        let mut shares = vec![0.0_f64; out.len()];
+        for attempt in rows.iter().map(D::attempt) {
+            let attempt = attempt?;
+            let hour = (attempt.started_at - from).num_hours();
+            if let Some(slot) = usize::try_from(hour).ok().and_then(|h| shares.get_mut(h)) {
+                *slot += attempt
+                    .calls
+                    .iter()
+                    .map(|c| 1.0 / f64::from(c.batch.unwrap_or(1).max(1)))
+                    .sum::<f64>();
+            }
+        }
+        for (slot, share) in out.iter_mut().zip(shares) {
+            slot.calls = share.round() as u64;
+        }
+        Ok(out)
+    }
+
+    async fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET next_attempt_at = $1, updated_at = $1 \
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(D::time(now))
+        .bind(D::id(id))
+        .execute(&self.writer)
+        .await?;
+        Ok(D::rows_affected(&done) == 1)
+    }
 }}
+
+/// The smallest UUIDv7 of instant `t`: every job admitted at or after `t` has
+/// an id at least this (ids are UUIDv7 made at admission; their first 48 bits
+/// are the Unix milliseconds).
+fn id_floor(t: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
