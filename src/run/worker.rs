@@ -36,7 +36,7 @@ struct JobOutcome {
 /// Jobs of one tenant that may run at once, per Moodle call it may have in
 /// flight: enough waiting jobs for batches of 50 to fill (a job slot is a
 /// cheap task; `max_concurrency` bounds the calls, not the jobs).
-const JOBS_PER_CALL: usize = 64;
+const JOBS_PER_CALL: usize = 128;
 
 /// Runs jobs until shut down.
 pub struct Worker {
