@@ -110,6 +110,63 @@ impl Default for RetryConfig {
     }
 }
 
+/// `[server]`: the limits at the HTTP edge (README "Edge limits").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A connection must deliver a complete request head within this time of
+    /// opening, or of its first byte after an idle keep-alive pause.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request not answered within this time (body included) gets 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long an event or grades request waits for the store before it is
+    /// answered 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("store_timeout", self.store_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                problems.push(format!("server.{key}: must be at least 10ms"));
+            }
+        }
+        if self.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".into());
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_timeout: Duration::from_secs(10),
+            // Longer than the common 60 s idle timeout of load balancers, so
+            // the balancer, not this service, closes a pooled connection.
+            idle_timeout: Duration::from_secs(75),
+            // Longer than the longest `?wait` (30 s).
+            request_timeout: Duration::from_secs(40),
+            store_timeout: Duration::from_secs(5),
+            // Leaves room under the common soft limit of 1024 open files for
+            // the store's and the Moodle clients' own connections.
+            max_connections: 512,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +184,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -197,6 +256,7 @@ impl Config {
         }
         self.worker.validate(&mut problems);
         self.retry.validate(&mut problems);
+        self.server.validate(&mut problems);
         for (name, t) in &mut self.tenants {
             t.resolve_and_validate(name, &mut problems);
         }
@@ -215,6 +275,12 @@ impl Config {
                 "admin_token is not set: the admin API (/v1/jobs, grades/sync) refuses every call"
                     .into(),
             );
+        }
+        if self.server.request_timeout <= crate::http::MAX_WAIT {
+            out.push(format!(
+                "server.request_timeout ({}) is not longer than the longest ?wait (30s): waiting requests may be cut off with 408",
+                humantime::format_duration(self.server.request_timeout)
+            ));
         }
         if self.tenants.is_empty() {
             out.push("no [tenants.*] configured: every event will be answered 404".into());

@@ -12,7 +12,19 @@ use super::problem::Problem;
 use crate::secret::Secret;
 
 /// Signatures older or newer than this are refused (replay protection).
-const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
+pub const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
+
+/// The longest `webhook-id` remembered for replay protection.
+const WEBHOOK_ID_MAX: usize = 255;
+
+/// What a valid Standard Webhooks signature vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// `webhook-id`: the same on every retry of one delivery.
+    pub id: String,
+    /// `webhook-timestamp`, Unix seconds.
+    pub timestamp: i64,
+}
 
 /// The token of `Authorization: Bearer <token>`.
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
@@ -51,7 +63,7 @@ pub fn verify_signature(
     body: &[u8],
     secret: &Secret,
     now: DateTime<Utc>,
-) -> Result<(), Problem> {
+) -> Result<Signed, Problem> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -69,13 +81,13 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| Problem::unauthorized("webhook-timestamp must be Unix seconds"))?;
-    if (now.timestamp() - ts).abs() > SIGNATURE_TOLERANCE_SECS {
+    // Saturating: a timestamp near i64::MIN must not overflow.
+    if now.timestamp().saturating_sub(ts).saturating_abs() > SIGNATURE_TOLERANCE_SECS {
         return Err(Problem::unauthorized(
             "webhook-timestamp is more than 5 minutes away from now",
         ));
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(&signing_key(secret))
-        .expect("HMAC takes keys of any length");
+    let mut mac = hmac(secret);
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.as_bytes());
@@ -91,13 +103,28 @@ pub fn verify_signature(
                 raw.ct_eq(expected.as_slice()).into()
             })
     });
-    if valid {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized(
+    if !valid {
+        return Err(Problem::unauthorized(
             "webhook-signature does not match the body",
-        ))
+        ));
     }
+    // Checked after the signature, so an unauthenticated caller learns nothing.
+    if id.len() > WEBHOOK_ID_MAX {
+        return Err(Problem::bad_header(format!(
+            "webhook-id must be at most {WEBHOOK_ID_MAX} characters"
+        )));
+    }
+    Ok(Signed {
+        id: id.to_string(),
+        timestamp: ts,
+    })
+}
+
+/// The HMAC of a signing secret. HMAC takes keys of any length, so the
+/// fallible constructor cannot fail; the fallback key only satisfies the type.
+fn hmac(secret: &Secret) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(&signing_key(secret))
+        .unwrap_or_else(|_| <Hmac<Sha256> as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
 /// Standard Webhooks secrets are `whsec_<base64>`; anything else is used as raw bytes.
@@ -110,8 +137,7 @@ fn signing_key(secret: &Secret) -> Vec<u8> {
 
 /// Signs a body the way a Standard Webhooks sender does (for tests and tools).
 pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&signing_key(secret))
-        .expect("HMAC takes keys of any length");
+    let mut mac = hmac(secret);
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))

@@ -23,18 +23,32 @@ use super::StoreResult;
 type Embedded = (i64, &'static str, &'static str);
 
 /// `migrations/sqlite/`.
-pub(super) const SQLITE: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+pub(super) const SQLITE: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "deliveries",
+        include_str!("../../migrations/sqlite/0002_deliveries.sql"),
+    ),
+];
 
 /// `migrations/postgres/`.
-pub(super) const POSTGRES: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub(super) const POSTGRES: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "deliveries",
+        include_str!("../../migrations/postgres/0002_deliveries.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(&'static [Embedded]);
