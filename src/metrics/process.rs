@@ -94,7 +94,7 @@ fn read() -> Option<Sample> {
         .trim()
         .parse()
         .ok()?;
-    let mut sample = parse_stat(&stat, ticks as f64, page as i64, boot)?;
+    let mut sample = parse_stat(&stat, ticks as f64, i64::from(page), boot)?;
     sample.open_fds = std::fs::read_dir("/proc/self/fd")
         .ok()
         .map(|dir| dir.count() as i64);

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod check;
+mod edge;
 mod grades;
 mod ingest;
 mod jobs_cli;
