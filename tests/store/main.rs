@@ -83,6 +83,7 @@ conformance!(
     writebacks_claim_and_finish,
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
+    deliveries_remember_replays_per_tenant_until_they_expire,
 );
 
 #[tokio::test]
