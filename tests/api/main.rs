@@ -12,6 +12,7 @@ mod jobs_cli;
 mod metrics;
 mod moodle_steps;
 mod openapi;
+mod outage;
 mod process;
 mod reliability;
 mod simulator;

@@ -1698,3 +1698,17 @@ pub async fn deliveries_remember_replays_per_tenant_until_they_expire(store: Arc
         .expect("a replay");
     assert_eq!(replay.id, original.id);
 }
+
+/// Admits one new, distinct event (for the full-disk check).
+pub async fn admit_one(
+    store: &dyn Store,
+    n: usize,
+) -> Result<Admission, apit_moodle_sync::store::StoreError> {
+    let job = event(
+        "acme",
+        &format!("FULL-{n}"),
+        json!({"pad": "x".repeat(2000)}),
+        None,
+    );
+    store.admit(job, false, at(0)).await
+}

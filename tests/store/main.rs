@@ -10,7 +10,7 @@ mod db;
 
 use std::sync::Arc;
 
-use apit_moodle_sync::store::{self, SqliteStore, Store};
+use apit_moodle_sync::store::{self, JobQueue, SqliteStore, Store};
 use db::TestDb;
 
 /// A store for one test on its own database (fields drop in order: the store
@@ -155,4 +155,29 @@ async fn sqlite_in_memory_works_through_one_connection() {
     let store = store::connect("sqlite::memory:").await.unwrap();
     cases::write_durability_fixture(store.as_ref()).await;
     cases::check_durability_fixture(store.as_ref()).await;
+}
+
+/// A full disk (simulated by a page cap) fails admissions; once there is room
+/// again the same store admits again, without a restart. (SQLite may roll a
+/// transaction back by itself on SQLITE_FULL, which used to leave the only
+/// writer connection refusing every later transaction.)
+#[tokio::test]
+async fn sqlite_admits_again_after_a_full_disk() {
+    let db = TestDb::sqlite();
+    let store = SqliteStore::connect(&db.url).await.unwrap();
+    store.set_max_page_count(1).await.unwrap();
+    let mut refused = false;
+    for n in 0..2000 {
+        if cases::admit_one(&store, n).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the capped database never filled up");
+    assert!(cases::admit_one(&store, 9999).await.is_err(), "still full");
+    store.set_max_page_count(u64::from(u32::MAX)).await.unwrap();
+    let admitted = cases::admit_one(&store, 10_000).await.expect("room again");
+    let id = admitted.job().id;
+    assert!(store.job(id).await.unwrap().is_some(), "stored");
+    store.close().await;
 }
