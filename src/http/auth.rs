@@ -210,3 +210,95 @@ mod tests {
         assert!(verify_signature(&unsigned, body, &secret, now).is_err());
     }
 }
+
+/// Fuzzing the Standard Webhooks verifier (issue 10): any header values, body
+/// and secret; no panic, and what `sign` signs verifies (and only that body).
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn timestamp() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just(i64::MIN.to_string()),
+            Just(i64::MAX.to_string()),
+            Just("99999999999999999999999".into()),
+            Just(String::new()),
+            Just(" 1700000000 ".into()),
+            "[0-9 +-]{0,24}",
+            ".{0,24}",
+        ]
+    }
+
+    fn signature() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "v1,[A-Za-z0-9+/=]{0,64}",
+            "(v1,[A-Za-z0-9+/=]{0,48} ?){0,4}",
+            "v[0-9],.{0,40}",
+            ".{0,80}",
+        ]
+    }
+
+    fn secret() -> impl Strategy<Value = String> {
+        prop_oneof!["whsec_[A-Za-z0-9+/=]{0,48}", ".{0,48}"]
+    }
+
+    fn headers(id: &[u8], ts: &[u8], sig: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ] {
+            if let Ok(v) = HeaderValue::from_bytes(value) {
+                h.insert(name, v);
+            }
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_headers_never_panic(
+            id in prop::collection::vec(any::<u8>(), 0..300),
+            ts in timestamp(),
+            sig in signature(),
+            body in prop::collection::vec(any::<u8>(), 0..128),
+            secret in secret(),
+            now in any::<i64>(),
+        ) {
+            let now = DateTime::from_timestamp(now % 100_000_000_000, 0).unwrap_or_default();
+            let h = headers(&id, ts.as_bytes(), sig.as_bytes());
+            let _ = verify_signature(&h, &body, &Secret::new(secret), now);
+        }
+
+        #[test]
+        fn what_is_signed_verifies_and_nothing_else(
+            id in "[!-~]{1,255}",
+            offset in -300i64..=300,
+            body in prop::collection::vec(any::<u8>(), 0..128),
+            secret in secret(),
+            flip in any::<usize>(),
+        ) {
+            let secret = Secret::new(secret);
+            let ts = 1_700_000_000;
+            let now = DateTime::from_timestamp(ts + offset, 0).unwrap();
+            let sig = sign(&secret, &id, ts, &body);
+            let h = headers(id.as_bytes(), ts.to_string().as_bytes(), sig.as_bytes());
+            let signed = verify_signature(&h, &body, &secret, now).unwrap();
+            prop_assert_eq!(signed, Signed { id: id.clone(), timestamp: ts });
+            let mut tampered = body.clone();
+            if tampered.is_empty() {
+                tampered.push(0);
+            } else {
+                let i = flip % tampered.len();
+                tampered[i] ^= 1;
+            }
+            prop_assert!(verify_signature(&h, &tampered, &secret, now).is_err());
+        }
+    }
+}
