@@ -16,7 +16,8 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
-[ -x "$BIN" ] || cargo build --locked --bin apit-moodle-sync
+# Built (or found up to date) so the fuzzed binary is the checked-out code.
+[ -n "${FUZZ_BIN:-}" ] || cargo build --locked --bin apit-moodle-sync
 
 WORK="$(mktemp -d)"
 PIDS=()

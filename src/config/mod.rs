@@ -341,6 +341,12 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://apit-moodle-sync.db");
         assert_eq!(c.worker.lease, Duration::from_secs(60));
         assert_eq!(c.retry.max_age, Duration::from_secs(86400));
+        assert_eq!(c.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(40));
+        assert_eq!(c.server.store_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_connections, 512);
+        assert!(c.warnings().iter().all(|w| !w.contains("request_timeout")));
         let t = &c.tenants["acme"];
         assert_eq!(t.moodle_url, "https://moodle.acme.example");
         assert_eq!(t.role_id, 5);
@@ -391,6 +397,26 @@ mod tests {
         assert_eq!(acme.callback.kind, CallbackKind::None);
         assert_eq!(acme.on_cancel, OnCancel::Suspend);
         assert!(!acme.webhook_secret().is_empty() && !acme.moodle_token().is_empty());
+    }
+
+    #[test]
+    fn server_limits_are_validated_and_a_short_request_timeout_is_warned_about() {
+        let err = Config::from_toml(&format!(
+            "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"0s\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.max_connections"), "{err}");
+        assert!(err.contains("server.header_timeout"), "{err}");
+        let c = Config::from_toml(&format!("{MINIMAL}\n[server]\nrequest_timeout = \"20s\"\n"))
+            .unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("server.request_timeout")),
+            "{:?}",
+            c.warnings()
+        );
     }
 
     #[test]
