@@ -94,7 +94,10 @@ fn read() -> Option<Sample> {
         .trim()
         .parse()
         .ok()?;
-    let mut sample = parse_stat(&stat, ticks as f64, i64::from(page), boot)?;
+    // `c_long` is `i64` here but `i32` on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let page = i64::from(page);
+    let mut sample = parse_stat(&stat, ticks as f64, page, boot)?;
     sample.open_fds = std::fs::read_dir("/proc/self/fd")
         .ok()
         .map(|dir| dir.count() as i64);

@@ -166,7 +166,7 @@ async fn every_refusal_is_problem_json_including_the_frameworks_own() {
         ),
         (
             "OPTIONS",
-            format!("OPTIONS /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            "OPTIONS /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
             405,
         ),
         (

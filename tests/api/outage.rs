@@ -97,9 +97,12 @@ fn host_port(url: &str) -> (usize, usize) {
     (start, end)
 }
 
+/// One answer: status, content type, `Retry-After`, job id.
+type Reply = (StatusCode, String, Option<String>, Option<String>);
+
 /// Every answer to the trickle, by course id.
 #[derive(Debug, Default)]
-struct Answers(BTreeMap<String, Vec<(StatusCode, String, Option<String>, Option<String>)>>);
+struct Answers(BTreeMap<String, Vec<Reply>>);
 
 type Shared = Arc<Mutex<Answers>>;
 
@@ -161,11 +164,7 @@ async fn some_answer_is(answers: &Shared, status: StatusCode, within: Duration) 
 }
 
 /// One event: status, content type, `Retry-After`, job id.
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    course: &str,
-) -> (StatusCode, String, Option<String>, Option<String>) {
+async fn post(http: &reqwest::Client, url: &str, course: &str) -> Reply {
     let r = http
         .post(url)
         .bearer_auth(WEBHOOK_SECRET)
