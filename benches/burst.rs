@@ -525,13 +525,21 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
     let wall = started.elapsed();
     if std::env::var_os("BENCH_TRACE").is_some() {
         let calls = moodle.calls();
-        let first = calls.first().map(|c| c.at.duration_since(started)).unwrap_or_default();
-        let last = calls.last().map(|c| c.at.duration_since(started)).unwrap_or_default();
+        let first = calls
+            .first()
+            .map(|c| c.at.duration_since(started))
+            .unwrap_or_default();
+        let last = calls
+            .last()
+            .map(|c| c.at.duration_since(started))
+            .unwrap_or_default();
         let mut per_sec = vec![0usize; (wall.as_secs() + 1) as usize];
         for c in &calls {
             per_sec[c.at.duration_since(started).as_secs() as usize] += 1;
         }
-        eprintln!("first call {first:?}, last call {last:?}, wall {wall:?}; calls per second: {per_sec:?}");
+        eprintln!(
+            "first call {first:?}, last call {last:?}, wall {wall:?}; calls per second: {per_sec:?}"
+        );
     }
     let cpu_cores = (service.cpu_seconds() - cpu_before) / wall.as_secs_f64();
 
@@ -608,14 +616,22 @@ async fn deep_queue(n: usize, latency: Duration) {
         let mut seed = CourseSeed::new(&format!("C{c}"));
         seed.idnumber = format!("apit-course-C{c}");
         let id = moodle.add_course(seed);
-        let link = Link { moodle_id: id, last_sent: None };
-        links.put_link(TENANT, LinkKind::Course, &format!("C{c}"), &link).await.unwrap();
+        let link = Link {
+            moodle_id: id,
+            last_sent: None,
+        };
+        links
+            .put_link(TENANT, LinkKind::Course, &format!("C{c}"), &link)
+            .await
+            .unwrap();
     }
     drop(links);
     // 1,000 people with 100 bookings each: one job per person is runnable, the
     // rest wait behind it (arrival order per person).
     let people = (n / 100).max(1);
-    let bodies: Vec<Value> = (0..n).map(|i| booking(i, i % courses, Person::New, i % people)).collect();
+    let bodies: Vec<Value> = (0..n)
+        .map(|i| booking(i, i % courses, Person::New, i % people))
+        .collect();
     moodle.set_latency(latency);
     // Web services off: every attempt is refused as a configuration problem and
     // retried slowly, so after the first attempts nothing is due for minutes.

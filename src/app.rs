@@ -71,7 +71,7 @@ pub async fn run(
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = Policy::new(config.retry.clone());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_tenants(config.tenants.keys().cloned()));
 
     let worker = Arc::new(Worker {
         store: store.clone(),
@@ -106,8 +106,10 @@ pub async fn run(
         wake,
         metrics,
         console: Arc::new(Console::new(&config.console)),
+        edge: config.server.clone(),
     };
     let app = http::router(state);
+    let edge = config.server.clone();
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tenants = config.tenants.len(), "apit-moodle-sync listening");
 
@@ -118,11 +120,10 @@ pub async fn run(
     parts.spawn(part("outbox", outbox.run(stop_rx.clone())));
     parts.spawn(part("grades poller", poller.run(stop_rx)));
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stop_rx.await;
-            })
-            .await
+        http::serve(listener, app, edge, async {
+            let _ = http_stop_rx.await;
+        })
+        .await
     });
 
     // Whichever comes first: the shutdown signal, or a part that stopped by itself.

@@ -4,12 +4,12 @@
 //! there is new work. The webhook routes, the admin API and the grades poller
 //! all come through here, so they cannot disagree about what a job is.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::events::{CourseType, Event, Known};
-use crate::store::{Admission, JobKind, JobQueue, LinkKind, Links, NewJob, StoreResult};
+use crate::store::{Admission, JobKind, JobQueue, LinkKind, Links, NewJob, Store, StoreResult};
 
 /// The job that runs `event` for `tenant`; its ordering keys depend on what
 /// the link table already knows (see [`Event::ordering_keys`]).
@@ -87,4 +87,70 @@ pub async fn admit(
         tracing::info!(%tenant, kind = kind.as_str(), job_id = %job.id, status = job.status.as_str(), "already known: the existing job answers");
     }
     Ok(admission)
+}
+
+/// A signed delivery's Standard Webhooks `webhook-id`, and until when a replay
+/// of it could pass the timestamp check.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub replayable_until: DateTime<Utc>,
+}
+
+/// What [`admit_delivery`] did.
+#[derive(Debug)]
+pub enum Delivered {
+    /// The delivery is new: admitted as [`admit`] does.
+    Admitted(Admission),
+    /// The delivery was seen before: the job it was admitted as, as it is
+    /// (never re-queued or forced, so a captured request cannot run again).
+    Replayed(Admission),
+}
+
+impl Delivered {
+    /// The admission, whatever happened.
+    pub fn into_admission(self) -> Admission {
+        match self {
+            Delivered::Admitted(a) | Delivered::Replayed(a) => a,
+        }
+    }
+}
+
+/// Admits `job` as [`admit`] does, unless `delivery` (a signed request's
+/// `webhook-id`) was seen before inside its replay window: then the job it was
+/// first admitted as answers. The id is remembered before the admission, under
+/// the new job's id, so a crash in between forgets nothing that was admitted.
+pub async fn admit_delivery(
+    store: &dyn Store,
+    wake: &Notify,
+    job: NewJob,
+    force: bool,
+    delivery: Option<&Delivery>,
+) -> StoreResult<Delivered> {
+    let Some(delivery) = delivery else {
+        return Ok(Delivered::Admitted(admit(store, wake, job, force).await?));
+    };
+    let (tenant, reserved) = (job.tenant.clone(), job.id);
+    if let Some(original) = store
+        .remember_delivery(
+            &tenant,
+            &delivery.webhook_id,
+            reserved,
+            Utc::now(),
+            delivery.replayable_until,
+        )
+        .await?
+    {
+        tracing::warn!(%tenant, webhook_id = %delivery.webhook_id, job_id = %original.id, "replayed delivery: the original job answers");
+        return Ok(Delivered::Replayed(Admission::Existing(original)));
+    }
+    let admission = admit(store, wake, job, force).await?;
+    let admitted = admission.job().id;
+    if admitted != reserved {
+        // A re-send of an earlier event: a replay must answer that job too.
+        store
+            .repoint_delivery(&tenant, &delivery.webhook_id, reserved, admitted)
+            .await?;
+    }
+    Ok(Delivered::Admitted(admission))
 }

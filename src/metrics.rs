@@ -1,6 +1,13 @@
 //! Prometheus metrics (text format at `/metrics`). Label values are bounded:
 //! tenant names come from the configuration, never from the URL as sent, and
 //! no job, course or user ID is ever a label.
+//!
+//! Every family is present from the first scrape (a zero series for the
+//! configured tenants, the known kinds, functions and entities), so dashboards
+//! and `absent()` alerts can tell "nothing yet" from "not scraped", and
+//! `rate()` sees a counter's first increment.
+
+mod process;
 
 use std::sync::atomic::AtomicU64;
 
@@ -11,8 +18,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::events::EventKind;
 use crate::moodle::CallRecord;
-use crate::store::{JobStatus, QueueStat};
+use crate::store::{Entity, JobKind, JobStatus, QueueStat};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
@@ -62,6 +70,11 @@ struct EntityLabels {
     entity: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~82 s: Moodle calls range from a few ms to the 30 s timeout.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -70,6 +83,10 @@ fn latency_histogram() -> Histogram {
 /// Every metric the service exports, in one registry per running service.
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`, unprefixed as every client library names them.
+    process: Registry,
+    /// Configured tenants: their queue gauges are 0 rather than absent.
+    tenants: Vec<String>,
     events: Family<EventLabels, Counter>,
     jobs: Family<JobLabels, Gauge>,
     oldest_queued: Family<TenantLabels, Gauge<f64, AtomicU64>>,
@@ -138,8 +155,23 @@ impl Metrics {
             "Latency of write-back deliveries by entity",
             callback_latency.clone(),
         );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running build: always 1, the version as a label",
+            build,
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
+            process,
+            tenants: Vec::new(),
             events,
             jobs,
             oldest_queued,
@@ -149,6 +181,49 @@ impl Metrics {
             callbacks,
             callback_latency,
         }
+    }
+
+    /// A registry with a zero series in every family: queue gauges for each of
+    /// `tenants`, events accepted per tenant and kind, jobs per kind, Moodle
+    /// calls per function the service uses, write-backs per entity.
+    pub fn for_tenants(tenants: impl IntoIterator<Item = String>) -> Self {
+        let mut metrics = Self::new();
+        metrics.tenants = tenants.into_iter().collect();
+        for tenant in &metrics.tenants {
+            for kind in EventKind::ALL {
+                drop(metrics.events.get_or_create(&EventLabels {
+                    tenant: tenant.clone(),
+                    kind: kind.as_str().into(),
+                    outcome: "accepted".into(),
+                    status: 202,
+                }));
+            }
+        }
+        for kind in JobKind::ALL {
+            drop(metrics.job_duration.get_or_create(&JobRunLabels {
+                kind: kind.as_str().into(),
+                status: JobStatus::Succeeded.as_str().into(),
+            }));
+        }
+        for function in crate::moodle::required_functions(true, true) {
+            drop(metrics.moodle_calls.get_or_create(&CallLabels {
+                function: function.into(),
+                outcome: "ok".into(),
+            }));
+            drop(metrics.moodle_latency.get_or_create(&FunctionLabels {
+                function: function.into(),
+            }));
+        }
+        for entity in Entity::ALL {
+            drop(metrics.callbacks.get_or_create(&CallbackLabels {
+                entity: entity.as_str().into(),
+                outcome: "delivered".into(),
+            }));
+            drop(metrics.callback_latency.get_or_create(&EntityLabels {
+                entity: entity.as_str().into(),
+            }));
+        }
+        metrics
     }
 
     /// Counts one webhook request. `tenant` and `kind` must already be bounded
@@ -206,6 +281,17 @@ impl Metrics {
     pub fn render(&self, stats: &[QueueStat], now: chrono::DateTime<chrono::Utc>) -> String {
         self.jobs.clear();
         self.oldest_queued.clear();
+        for tenant in &self.tenants {
+            for status in JobStatus::ALL {
+                drop(self.jobs.get_or_create(&JobLabels {
+                    tenant: tenant.clone(),
+                    status: status.as_str().into(),
+                }));
+            }
+            drop(self.oldest_queued.get_or_create(&TenantLabels {
+                tenant: tenant.clone(),
+            }));
+        }
         for s in stats {
             self.jobs
                 .get_or_create(&JobLabels {
@@ -225,9 +311,12 @@ impl Metrics {
                     .set(age);
             }
         }
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        // Writing to a String cannot fail; a failure would only cut the text short.
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
 }

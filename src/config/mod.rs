@@ -112,6 +112,63 @@ impl Default for RetryConfig {
     }
 }
 
+/// `[server]`: the limits at the HTTP edge (README "Edge limits").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A connection must deliver a complete request head within this time of
+    /// opening, or of its first byte after an idle keep-alive pause.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request not answered within this time (body included) gets 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long an event or grades request waits for the store before it is
+    /// answered 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("store_timeout", self.store_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                problems.push(format!("server.{key}: must be at least 10ms"));
+            }
+        }
+        if self.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".into());
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_timeout: Duration::from_secs(10),
+            // Longer than the common 60 s idle timeout of load balancers, so
+            // the balancer, not this service, closes a pooled connection.
+            idle_timeout: Duration::from_secs(75),
+            // Longer than the longest `?wait` (30 s).
+            request_timeout: Duration::from_secs(40),
+            store_timeout: Duration::from_secs(5),
+            // Leaves room under the common soft limit of 1024 open files for
+            // the store's and the Moodle clients' own connections.
+            max_connections: 512,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +186,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
     /// `[console]`: the operator console in the browser.
@@ -205,6 +264,7 @@ impl Config {
         }
         self.worker.validate(&mut problems);
         self.retry.validate(&mut problems);
+        self.server.validate(&mut problems);
         for (name, t) in &mut self.tenants {
             t.resolve_and_validate(name, &mut problems);
         }
@@ -232,6 +292,12 @@ impl Config {
             );
         }
         out.extend(self.console.warnings(&self.database_url));
+        if self.server.request_timeout <= crate::http::MAX_WAIT {
+            out.push(format!(
+                "server.request_timeout ({}) is not longer than the longest ?wait (30s): waiting requests may be cut off with 408",
+                humantime::format_duration(self.server.request_timeout)
+            ));
+        }
         if self.tenants.is_empty() {
             out.push("no [tenants.*] configured: every event will be answered 404".into());
         }
@@ -291,6 +357,12 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://apit-moodle-sync.db");
         assert_eq!(c.worker.lease, Duration::from_secs(60));
         assert_eq!(c.retry.max_age, Duration::from_secs(86400));
+        assert_eq!(c.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(40));
+        assert_eq!(c.server.store_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_connections, 512);
+        assert!(c.warnings().iter().all(|w| !w.contains("request_timeout")));
         let t = &c.tenants["acme"];
         assert_eq!(t.moodle_url, "https://moodle.acme.example");
         assert_eq!(t.role_id, 5);
@@ -341,6 +413,26 @@ mod tests {
         assert_eq!(acme.callback.kind, CallbackKind::None);
         assert_eq!(acme.on_cancel, OnCancel::Suspend);
         assert!(!acme.webhook_secret().is_empty() && !acme.moodle_token().is_empty());
+    }
+
+    #[test]
+    fn server_limits_are_validated_and_a_short_request_timeout_is_warned_about() {
+        let err = Config::from_toml(&format!(
+            "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"0s\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.max_connections"), "{err}");
+        assert!(err.contains("server.header_timeout"), "{err}");
+        let c = Config::from_toml(&format!("{MINIMAL}\n[server]\nrequest_timeout = \"20s\"\n"))
+            .unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("server.request_timeout")),
+            "{:?}",
+            c.warnings()
+        );
     }
 
     #[test]

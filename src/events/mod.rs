@@ -13,6 +13,8 @@
 
 mod lenient;
 mod parse;
+#[cfg(test)]
+mod proptests;
 mod rules;
 mod time;
 

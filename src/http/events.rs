@@ -7,16 +7,16 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{require_bearer, verify_signature};
+use super::auth::{SIGNATURE_TOLERANCE_SECS, Signed, require_bearer, verify_signature};
 use super::extract::{ValidPath, ValidQuery, params};
-use super::problem::Problem;
+use super::problem::{Problem, within};
 use super::wait;
 use crate::events::{Event, EventKind, Rejection};
-use crate::intake;
+use crate::intake::{self, Delivered, Delivery};
 use crate::store::Admission;
 use crate::tenant::Tenant;
 
@@ -136,25 +136,59 @@ async fn accept(
     }
     let ValidQuery(query) = query?;
     let bytes = read_body(headers, body).await?;
-    if let Some(secret) = &tenant.config.signing_secret {
-        verify_signature(headers, &bytes, secret, Utc::now())?;
-    }
+    let delivery = match &tenant.config.signing_secret {
+        Some(secret) => Some(delivery(verify_signature(
+            headers,
+            &bytes,
+            secret,
+            Utc::now(),
+        )?)),
+        None => None,
+    };
     let event = Event::parse(kind, &bytes, tenant.config.timezone).map_err(|r| match r {
         Rejection::Malformed(detail) => Problem::malformed(detail),
         Rejection::Invalid(errors) => Problem::invalid(errors),
     })?;
     let key = idempotency_key(headers, &event)?;
-    let job = intake::event_job(&*state.store, &tenant.name, &event, key).await?;
-    let admission = intake::admit(&*state.store, &state.wake, job, query.force).await?;
-    let outcome = match &admission {
-        Admission::Created(_) => "accepted",
-        Admission::Requeued(_) => "requeued",
-        Admission::Existing(_) => "duplicate",
+    let job = within(
+        state.edge.store_timeout,
+        intake::event_job(&*state.store, &tenant.name, &event, key),
+    )
+    .await?;
+    let delivered = within(
+        state.edge.store_timeout,
+        intake::admit_delivery(
+            &*state.store,
+            &state.wake,
+            job,
+            query.force,
+            delivery.as_ref(),
+        ),
+    )
+    .await?;
+    let outcome = match &delivered {
+        Delivered::Replayed(_) => "replayed",
+        Delivered::Admitted(Admission::Created(_)) => "accepted",
+        Delivered::Admitted(Admission::Requeued(_)) => "requeued",
+        Delivered::Admitted(Admission::Existing(_)) => "duplicate",
     };
-    Ok((
-        outcome,
-        wait::answer(state, admission.into_job(), query.wait).await?,
-    ))
+    let job = delivered.into_admission().into_job();
+    Ok((outcome, wait::answer(state, job, query.wait).await?))
+}
+
+/// The delivery a valid signature vouches for. A replay is refused by the
+/// timestamp check once `webhook-timestamp` is more than the tolerance away,
+/// so the id is remembered until then, plus a minute for replicas' clocks.
+fn delivery(signed: Signed) -> Delivery {
+    let until = signed
+        .timestamp
+        .saturating_add(SIGNATURE_TOLERANCE_SECS + 60);
+    Delivery {
+        webhook_id: signed.id,
+        replayable_until: DateTime::from_timestamp(until, 0).unwrap_or_else(|| {
+            Utc::now() + chrono::Duration::seconds(2 * SIGNATURE_TOLERANCE_SECS)
+        }),
+    }
 }
 
 #[cfg(test)]

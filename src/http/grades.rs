@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::{Caller, ValidPath, ValidQuery, params};
-use super::problem::Problem;
+use super::problem::{Problem, within};
 use super::wait;
 use crate::intake;
 use crate::sync::grades::{self, Trigger};
@@ -37,7 +37,11 @@ pub async fn sync(
         return Err(Problem::not_found(format!("unknown tenant {tenant}")));
     }
     let job = grades::job(&tenant, Trigger::Request);
-    let admission = intake::admit(&*state.store, &state.wake, job, true).await?;
+    let admission = within(
+        state.edge.store_timeout,
+        intake::admit(&*state.store, &state.wake, job, true),
+    )
+    .await?;
     tracing::info!(tenant = %tenant, job_id = %admission.job().id, by = caller.name(), "grades pass requested by an operator");
     wait::answer(&state, admission.into_job(), query.wait).await
 }

@@ -249,7 +249,9 @@ fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
 fn cursor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
     params::opt_parsed(
         d,
-        |v| Uuid::parse_str(v).ok(),
+        // Only the hyphenated form `next_cursor` is written in (and the
+        // document describes); parse_str would also take braced or bare hex.
+        |v| Uuid::try_parse(v).ok().filter(|_| v.len() == 36),
         |_| "cursor is not a job id".to_string(),
     )
 }

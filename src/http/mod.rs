@@ -8,35 +8,37 @@ mod grades;
 mod health;
 mod jobs;
 mod problem;
+mod server;
 mod wait;
 
 pub use auth::sign;
+pub use extract::params::MAX_WAIT;
 pub use problem::Problem;
+pub use server::serve;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::handler::Handler;
 use axum::http::{HeaderName, Method, Response, StatusCode};
 use axum::routing::{MethodFilter, on};
 use tokio::sync::Notify;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::access::Access;
+use crate::config::ServerConfig;
 use crate::console::Console;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tenant::Tenants;
-
-/// Longer than the longest `?wait` (30 s), so a waiting request is never cut off.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -52,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The operator console's settings, sessions and last preflight reports.
     pub console: Arc<Console>,
+    /// The edge limits (`[server]`): request and store timeouts.
+    pub edge: ServerConfig,
 }
 
 /// Every route the service serves, as `(METHOD, path)`: the router is built
@@ -109,10 +113,12 @@ fn routes() -> Routes {
     .add(Method::GET, "/metrics", health::metrics)
 }
 
-/// The router with its middleware: request ids, one span per request, timeout.
+/// The router with its middleware: request ids, one span per request, a
+/// timeout and a panic guard that both answer problem+json like every error.
 /// The console's pages are merged in beside the API's table (not in it).
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let request_timeout = state.edge.request_timeout;
     routes()
         .router
         .merge(crate::console::router(&state.console.config))
@@ -159,9 +165,15 @@ pub fn router(state: AppState) -> Router {
                         .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
+                // The only error the timeout produces is "elapsed".
+                .layer(HandleErrorLayer::new(
+                    move |_: tower::BoxError| async move { Problem::timeout(request_timeout) },
+                ))
+                .timeout(request_timeout)
+                .layer(CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        axum::response::IntoResponse::into_response(Problem::panicked())
+                    },
                 )),
         )
 }

@@ -1,11 +1,18 @@
 //! RFC 9457 problem details: every error the API answers, from one enum-like
 //! constructor set, so the client always sees a stable, documented body.
 
+use std::future::Future;
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::events::FieldError;
+use crate::store::StoreResult;
+
+/// What a 503 tells the sender to wait before sending again, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
 
 /// An `application/problem+json` answer.
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +146,31 @@ impl Problem {
         )
     }
 
+    /// 408: the request was not complete (body included) within `limit`.
+    pub fn timeout(limit: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            format!(
+                "the request was not completed within {}",
+                humantime::format_duration(limit)
+            ),
+        )
+    }
+
+    /// 500 for a handler that panicked (a bug): logged, and the connection
+    /// still gets an answer.
+    pub fn panicked() -> Self {
+        tracing::error!("a request handler panicked");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the service could not complete the request; it is logged",
+        )
+    }
+
     /// 503: the store is unavailable.
     pub fn unavailable(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "store unavailable");
@@ -159,6 +191,12 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -171,5 +209,22 @@ impl IntoResponse for Problem {
 impl From<crate::store::StoreError> for Problem {
     fn from(e: crate::store::StoreError) -> Self {
         Problem::unavailable(&e)
+    }
+}
+
+/// Runs a store call on the request path: a store that fails, or does not
+/// answer within `limit`, is a 503 (with `Retry-After`), never a 500. A call cut
+/// off by the limit may still commit; the sender's re-send then finds it
+/// (SPEC §2 idempotency), so nothing answered 202 is ever missing.
+pub(super) async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = StoreResult<T>>,
+) -> Result<T, Problem> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(Problem::from),
+        Err(_) => Err(Problem::unavailable(&format_args!(
+            "the store did not answer within {}",
+            humantime::format_duration(limit)
+        ))),
     }
 }

@@ -133,3 +133,81 @@ fn report_panic(name: &str, done: Result<(), tokio::task::JoinError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    /// A store that fails until told otherwise, counting the claims it saw.
+    #[derive(Default)]
+    struct Flaky {
+        down: AtomicBool,
+        claims: AtomicU32,
+        served: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Claimer for Flaky {
+        type Item = ();
+        async fn claim(&self, _: u32) -> StoreResult<Vec<()>> {
+            self.claims.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(crate::store::StoreError::Unavailable("gone".into()));
+            }
+            // One item, once, to show work resumes.
+            Ok(if self.served.fetch_add(1, Ordering::SeqCst) == 0 {
+                vec![()]
+            } else {
+                Vec::new()
+            })
+        }
+        async fn run(self: Arc<Self>, _: ()) {}
+    }
+
+    /// A store that went away is retried with a growing pause (up to
+    /// MAX_ERROR_BACKOFF poll intervals), not hammered, and new work (wake-ups)
+    /// does not cut the pause short; when it returns, claiming resumes by itself.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_is_gone_is_retried_with_a_growing_pause() {
+        let claimer = Arc::new(Flaky::default());
+        claimer.down.store(true, Ordering::SeqCst);
+        let wake = Arc::new(Notify::new());
+        let (stop, shutdown) = watch::channel(false);
+        let settings = LoopSettings {
+            name: "test",
+            slots: 4,
+            poll_interval: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(1),
+        };
+        let task = tokio::spawn(claim_loop(
+            claimer.clone(),
+            settings,
+            wake.clone(),
+            shutdown,
+        ));
+        // A minute of outage, with events arriving all the time.
+        for _ in 0..600 {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let claims = claimer.claims.load(Ordering::SeqCst);
+        // Pauses of 0.1 s, 0.2 s … 1.6 s (13.6 s), then 1.6 s each: about 45
+        // claims in 60 s; a loop that spun or woke on each event would make hundreds.
+        assert!((40..=50).contains(&claims), "{claims} claims in a minute");
+
+        claimer.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert!(
+            claimer.served.load(Ordering::SeqCst) >= 1,
+            "claiming resumed"
+        );
+        // Healthy again: woken by new work at once, not after the error pause.
+        let before = claimer.claims.load(Ordering::SeqCst);
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(claimer.claims.load(Ordering::SeqCst) > before);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -30,6 +30,11 @@ pub(super) const SQLITE: &[Embedded] = &[
         include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
+        2,
+        "deliveries",
+        include_str!("../../migrations/sqlite/0002_deliveries.sql"),
+    ),
+    (
         3,
         "claim by blockers",
         include_str!("../../migrations/sqlite/0003_claim_by_blockers.sql"),
@@ -42,6 +47,11 @@ pub(super) const POSTGRES: &[Embedded] = &[
         1,
         "init",
         include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "deliveries",
+        include_str!("../../migrations/postgres/0002_deliveries.sql"),
     ),
     (
         3,

@@ -6,9 +6,11 @@
 //! once (`shared/`), over a [`Dialect`]; each back-end's folder holds only what
 //! truly differs (encodings, admission, claiming, locking, JSON functions).
 //!
-//! The handler layer (`sync`) sees only [`Links`] and [`Outbox`].
+//! The handler layer (`sync`) sees only [`Links`] and [`Outbox`]. Signed
+//! webhooks are also checked against [`Deliveries`] (replay protection).
 
 mod codec;
+mod deliveries;
 mod links;
 mod migrations;
 mod outbox;
@@ -17,6 +19,7 @@ mod queue;
 mod shared;
 mod sqlite;
 
+pub use deliveries::Deliveries;
 pub use links::{EnrolmentRecord, EnrolmentState, Link, LinkKind, Links};
 pub use outbox::{Entity, NewWriteback, Outbox, Writeback, WritebackFinish, WritebackStatus};
 pub use postgres::{PgDialect, PgStore};
@@ -48,10 +51,10 @@ pub enum StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A whole store: all three roles over one database.
-pub trait Store: JobQueue + Links + Outbox {}
+/// A whole store: every role over one database.
+pub trait Store: JobQueue + Links + Outbox + Deliveries {}
 
-impl<T: JobQueue + Links + Outbox> Store for T {}
+impl<T: JobQueue + Links + Outbox + Deliveries> Store for T {}
 
 /// Opens the store named by `database_url` and applies its migrations.
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {

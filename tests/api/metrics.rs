@@ -119,3 +119,80 @@ async fn counters_follow_events_jobs_and_moodle_calls() {
         "an ID became a label"
     );
 }
+
+#[tokio::test]
+async fn a_fresh_service_exports_every_family_with_zero_samples() {
+    let app = spawn_app_with(|toml| {
+        let second = toml
+            .split("[tenants.acme]")
+            .nth(1)
+            .and_then(|t| t.split("[tenants.acme.callback]").next())
+            .unwrap()
+            .to_string();
+        format!("{toml}\n[tenants.beta]{second}")
+    })
+    .await;
+    let scrape = app.get("/metrics").await;
+    assert_eq!(scrape.status, reqwest::StatusCode::OK);
+    let text = scrape.body.as_str().expect("text").to_string();
+    for family in [
+        "apit_events_received",
+        "apit_jobs",
+        "apit_queue_oldest_age_seconds",
+        "apit_job_duration_seconds",
+        "apit_moodle_calls",
+        "apit_moodle_call_duration_seconds",
+        "apit_callback_calls",
+        "apit_callback_duration_seconds",
+        "apit_build_info",
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{text}"
+        );
+    }
+    let has = |line: &str| text.lines().any(|l| l == line);
+    for tenant in ["acme", "beta"] {
+        for status in [
+            "queued",
+            "running",
+            "succeeded",
+            "skipped",
+            "failed",
+            "dead",
+        ] {
+            assert!(
+                has(&format!(
+                    "apit_jobs{{tenant=\"{tenant}\",status=\"{status}\"}} 0"
+                )),
+                "jobs of {tenant} {status}:\n{text}"
+            );
+        }
+        assert!(
+            has(&format!(
+                "apit_queue_oldest_age_seconds{{tenant=\"{tenant}\"}} 0.0"
+            )),
+            "{text}"
+        );
+        assert!(has(&format!(
+            "apit_events_received_total{{tenant=\"{tenant}\",kind=\"booking-created\",outcome=\"accepted\",status=\"202\"}} 0"
+        )));
+    }
+    assert!(has(&format!(
+        "apit_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(has(
+        "apit_moodle_calls_total{function=\"core_user_create_users\",outcome=\"ok\"} 0"
+    ));
+    assert!(sample(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(sample(&text, "process_start_time_seconds") > 1.6e9);
+    assert!(text.trim_end().ends_with("# EOF"));
+}

@@ -1902,3 +1902,90 @@ pub async fn activity_counts_events_and_calls_per_hour(store: Arc<dyn Store>) {
         .unwrap();
     assert!(later.iter().all(|h| h.events == 0 && h.calls == 0));
 }
+
+/// Replay protection: a delivery remembered for an admitted job answers that
+/// job until it expires, per tenant; a reservation whose job never came to
+/// exist is taken over; re-pointing follows a re-send.
+pub async fn deliveries_remember_replays_per_tenant_until_they_expire(store: Arc<dyn Store>) {
+    let job = event("acme", "C1", json!({"v": "A"}), None);
+    let reserved = job.id;
+    assert!(
+        store
+            .remember_delivery("acme", "msg_1", reserved, at(0), at(360))
+            .await
+            .unwrap()
+            .is_none(),
+        "a new delivery"
+    );
+    // Admitting is what makes it count: before that, a retry takes it over.
+    let retry = Uuid::now_v7();
+    assert!(
+        store
+            .remember_delivery("acme", "msg_1", retry, at(1), at(361))
+            .await
+            .unwrap()
+            .is_none(),
+        "a reservation without its job is not a replay"
+    );
+    let mut job = job;
+    job.id = retry;
+    let admitted = admit(&store, job, at(1)).await;
+    let replay = store
+        .remember_delivery("acme", "msg_1", Uuid::now_v7(), at(2), at(362))
+        .await
+        .unwrap()
+        .expect("a replay");
+    assert_eq!(replay.id, admitted.id);
+    // Another tenant's id of the same spelling is its own delivery.
+    assert!(
+        store
+            .remember_delivery("other", "msg_1", Uuid::now_v7(), at(2), at(362))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Expired: forgotten, and the id is new again.
+    assert!(
+        store
+            .remember_delivery("acme", "msg_1", Uuid::now_v7(), at(400), at(760))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired deliveries are forgotten"
+    );
+
+    // A delivery admitted as an existing job (a re-send) answers that job.
+    let original = admit(&store, event("acme", "C2", json!({}), None), at(500)).await;
+    let reserved = Uuid::now_v7();
+    assert!(
+        store
+            .remember_delivery("acme", "msg_2", reserved, at(500), at(860))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .repoint_delivery("acme", "msg_2", reserved, original.id)
+        .await
+        .unwrap();
+    let replay = store
+        .remember_delivery("acme", "msg_2", Uuid::now_v7(), at(501), at(861))
+        .await
+        .unwrap()
+        .expect("a replay");
+    assert_eq!(replay.id, original.id);
+}
+
+/// Admits one new, distinct event (for the full-disk check).
+pub async fn admit_one(
+    store: &dyn Store,
+    n: usize,
+) -> Result<Admission, apit_moodle_sync::store::StoreError> {
+    let job = event(
+        "acme",
+        &format!("FULL-{n}"),
+        json!({"pad": "x".repeat(2000)}),
+        None,
+    );
+    store.admit(job, false, at(0)).await
+}

@@ -10,7 +10,7 @@ mod db;
 
 use std::sync::Arc;
 
-use apit_moodle_sync::store::{self, SqliteStore, Store};
+use apit_moodle_sync::store::{self, JobQueue, SqliteStore, Store};
 use db::TestDb;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -88,6 +88,7 @@ conformance!(
     many_blocked_jobs_wait_and_run_in_key_order,
     run_now_makes_a_queued_job_due_and_nothing_else,
     activity_counts_events_and_calls_per_hour,
+    deliveries_remember_replays_per_tenant_until_they_expire,
 );
 
 #[tokio::test]
@@ -225,4 +226,29 @@ async fn rows_read(conn: &mut PgConnection) -> u64 {
         own + children
     }
     walk(&plan.0[0]["Plan"])
+}
+
+/// A full disk (simulated by a page cap) fails admissions; once there is room
+/// again the same store admits again, without a restart. (SQLite may roll a
+/// transaction back by itself on SQLITE_FULL, which used to leave the only
+/// writer connection refusing every later transaction.)
+#[tokio::test]
+async fn sqlite_admits_again_after_a_full_disk() {
+    let db = TestDb::sqlite();
+    let store = SqliteStore::connect(&db.url).await.unwrap();
+    store.set_max_page_count(1).await.unwrap();
+    let mut refused = false;
+    for n in 0..2000 {
+        if cases::admit_one(&store, n).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the capped database never filled up");
+    assert!(cases::admit_one(&store, 9999).await.is_err(), "still full");
+    store.set_max_page_count(u64::from(u32::MAX)).await.unwrap();
+    let admitted = cases::admit_one(&store, 10_000).await.expect("room again");
+    let id = admitted.job().id;
+    assert!(store.job(id).await.unwrap().is_some(), "stored");
+    store.close().await;
 }

@@ -69,6 +69,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub db: TestDb,
+    /// The configuration it runs with (a restart uses it again).
+    pub toml: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -97,6 +99,18 @@ pub async fn start(
     let store = store::connect(&config.database_url)
         .await
         .expect("store opens");
+    start_on(db, moodle, callbacks, toml, store).await
+}
+
+/// Starts the service with configuration `toml` on an opened `store` (of `db`).
+pub async fn start_on(
+    db: TestDb,
+    moodle: FakeMoodle,
+    callbacks: CallbackReceiver,
+    toml: String,
+    store: Arc<dyn Store>,
+) -> TestApp {
+    let config = Config::from_toml(&toml).expect("test configuration is valid");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -116,6 +130,7 @@ pub async fn start(
         store,
         http: reqwest::Client::new(),
         db,
+        toml,
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -315,12 +330,31 @@ impl TestApp {
 
     /// Stops the service as SIGTERM would, and waits for it.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the service and starts it again on the same database, Moodle,
+    /// receiver and configuration.
+    pub async fn restart(mut self) -> TestApp {
+        self.halt().await;
+        let store = store::connect(&self.db.url).await.expect("store reopens");
+        let TestApp {
+            db,
+            moodle,
+            callbacks,
+            toml,
+            ..
+        } = self;
+        start_on(db, moodle, callbacks, toml, store).await
     }
 }
 

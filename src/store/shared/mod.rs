@@ -8,6 +8,7 @@
 //! the few operations that truly differ — admission, claiming, re-queueing —
 //! which each back-end's [`Dialect`] implements in its own folder.
 
+mod deliveries;
 mod links;
 mod outbox;
 mod queue;

@@ -18,6 +18,8 @@ mod outbox;
 mod queue;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +28,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Executor, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -54,6 +56,9 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 pub struct SqliteState {
     /// Admissions, committed in groups (see `queue.rs`).
     admits: mpsc::Sender<queue::AdmitRequest>,
+    /// The page cap of [`SqliteStore::set_max_page_count`] (0: none), applied
+    /// again to a writer connection that had to be replaced.
+    max_pages: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -69,12 +74,25 @@ impl SqliteStore {
             .foreign_keys(true);
 
         // The writer connection lives as long as the store: reopening it would
-        // only cost time, and an in-memory database would vanish with it.
+        // only cost time, and an in-memory database would vanish with it. It is
+        // replaced only when it broke (see `repair_writer`).
+        let max_pages = Arc::new(AtomicU64::new(0));
+        let cap = max_pages.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_connect(move |conn, _| {
+                let pages = cap.load(Ordering::SeqCst);
+                Box::pin(async move {
+                    if pages > 0 {
+                        conn.execute(format!("PRAGMA max_page_count = {pages}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         migrations::migrator(migrations::SQLITE)
@@ -101,8 +119,22 @@ impl SqliteStore {
         Ok(SqlStore {
             reader,
             writer,
-            state: SqliteState { admits },
+            state: SqliteState { admits, max_pages },
         })
+    }
+
+    /// Caps the database at `pages` pages (`PRAGMA max_page_count` on the
+    /// writer, never below the current size) and returns the cap now in force.
+    /// Writes that need more pages then fail as on a full disk (`SQLITE_FULL`):
+    /// the tests simulate a full disk this way; it also works as a size cap.
+    pub async fn set_max_page_count(&self, pages: u64) -> StoreResult<u64> {
+        // A number, formatted here: nothing to inject. PRAGMAs take no binds.
+        let row = sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .fetch_one(&self.writer)
+            .await?;
+        let cap = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default();
+        self.state.max_pages.store(cap, Ordering::SeqCst);
+        Ok(cap)
     }
 
     /// Closes both pools (checkpointing the WAL), e.g. before reopening the file.
@@ -277,13 +309,38 @@ impl Dialect for SqliteDialect {
     }
 
     async fn begin_write(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+        match pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(tx),
+            Err(e) if repair_writer(pool).await? => {
+                tracing::warn!(error = %e, "the SQLite writer connection was replaced");
+                Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn lock(_: &mut SqliteConnection, _: &[&str]) -> StoreResult<()> {
         // The single writer connection already serialises every write.
         Ok(())
     }
+}
+
+/// sqlx counts the transactions it opened; when SQLite rolls one back by
+/// itself (it may on `SQLITE_FULL` or an I/O error), sqlx's own ROLLBACK then
+/// fails, its count stays up, and the connection refuses every later BEGIN —
+/// for good, on the only writer. Such a connection is closed, so the pool
+/// opens a fresh one; true when that happened. An in-memory database would
+/// vanish with its connection, so it is kept (and the error stands).
+async fn repair_writer(pool: &SqlitePool) -> StoreResult<bool> {
+    let mut conn = pool.acquire().await?;
+    // Runs after any rollback still queued by a dropped transaction.
+    conn.ping().await?;
+    let in_memory = pool.connect_options().get_filename() == std::path::Path::new(":memory:");
+    if !conn.is_in_transaction() || in_memory {
+        return Ok(false);
+    }
+    let _ = conn.detach().close().await;
+    Ok(true)
 }
 
 #[cfg(test)]
