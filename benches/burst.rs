@@ -664,12 +664,17 @@ async fn deep_queue(n: usize, latency: Duration) {
     // Moodle is back, and the waiting jobs are made due at once.
     moodle.set_rest_disabled(false);
     let back = Instant::now();
+    let cpu_back = service.cpu_seconds();
+    moodle.reset_calls();
     make_due(&url).await;
     service.wait_final(n).await;
     let drained = back.elapsed();
+    let drain_cpu = (service.cpu_seconds() - cpu_back) / drained.as_secs_f64();
+    let drain_calls = moodle.calls().len();
+
     let drain_floor = floor(people, n, people, latency);
     println!(
-        "deep queue: drained {n} jobs in {:.1} s once Moodle was back (floor {:.1} s, ×{:.2}); peak RSS {:.0} MB",
+        "deep queue: drained {n} jobs in {:.1} s once Moodle was back (floor {:.1} s, ×{:.2}; {drain_calls} Moodle calls; CPU {drain_cpu:.2} cores); peak RSS {:.0} MB",
         drained.as_secs_f64(),
         drain_floor.as_secs_f64(),
         drained.as_secs_f64() / drain_floor.as_secs_f64(),

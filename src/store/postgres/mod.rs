@@ -110,6 +110,7 @@ impl Dialect for PgDialect {
     const NEXT_WRITEBACK_SEQ: &'static str = "DEFAULT";
     const NEXT_JOB_SEQ: &'static str = "nextval('job_seq')";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const KEY_LOCKS: bool = true;
 
     fn id(id: Uuid) -> PgUuid {
         PgUuid(id)

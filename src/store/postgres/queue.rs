@@ -9,7 +9,8 @@ use super::types::{PgTime, PgUuid};
 use super::{PgDialect, PgStore};
 use crate::store::codec::{self, LEASE_EXPIRED};
 use crate::store::shared::{CLAIMABLE, Dialect, JOB_COLUMNS, QueueOps};
-use crate::store::{Admission, Job, NewJob, StoreResult};
+use crate::store::{Admission, Finish, Job, NewJob, StoreResult};
+use uuid::Uuid;
 
 impl QueueOps for PgDialect {
     /// Admits in one transaction, under advisory locks on the idempotency key,
@@ -24,6 +25,19 @@ impl QueueOps for PgDialect {
         let admission = PgStore::admit_in(&mut tx, job, force, now).await?;
         tx.commit().await?;
         Ok(admission)
+    }
+
+    async fn finish(
+        store: &PgStore,
+        id: Uuid,
+        attempt: u32,
+        now: DateTime<Utc>,
+        finish: Finish,
+    ) -> StoreResult<bool> {
+        let mut tx = store.pool().begin().await?;
+        let done = PgStore::finish_in(&mut tx, id, attempt, now, finish).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Two statements in one transaction. The first picks candidates and locks

@@ -22,8 +22,8 @@ use sqlx::{Database, Encode, Pool, Transaction, Type};
 use uuid::Uuid;
 
 use super::{
-    Admission, Attempt, EnrolmentRecord, Job, Link, NewJob, QueueStat, StoreResult, Writeback,
-    WritebackStatus,
+    Admission, Attempt, EnrolmentRecord, Finish, Job, Link, NewJob, QueueStat, StoreResult,
+    Writeback, WritebackStatus,
 };
 
 /// The columns of a job, in the order the dialects' `job` decoders expect.
@@ -56,6 +56,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     const NEXT_JOB_SEQ: &'static str;
     /// `" FOR UPDATE"` where reading a row to change it must lock it.
     const FOR_UPDATE: &'static str;
+    /// Whether transactions touching one ordering key must take its lock
+    /// (false where the back-end runs every write one after the other).
+    const KEY_LOCKS: bool;
 
     fn id(id: Uuid) -> Self::Id;
     fn time(t: DateTime<Utc>) -> Self::Time;
@@ -103,6 +106,16 @@ pub trait QueueOps: Dialect {
         force: bool,
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Admission>> + Send;
+
+    /// See [`super::JobQueue::finish`]: in one transaction, through
+    /// [`SqlStore::finish_in`].
+    fn finish(
+        store: &SqlStore<Self>,
+        id: Uuid,
+        attempt: u32,
+        now: DateTime<Utc>,
+        finish: Finish,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// See [`super::JobQueue::claim`] (never called with a limit of 0): the
     /// tenant's due unblocked jobs and its expired leases ([`CLAIMABLE`]).

@@ -160,12 +160,16 @@ for_every_dialect! { helpers for Dialect {
         Ok(job)
     }
 
-    /// Takes the lock of each of `keys` (sorted: a fixed order cannot deadlock).
+    /// Takes the lock of each of `keys` (sorted: a fixed order cannot deadlock);
+    /// nothing to do where the back-end serialises every write anyway.
     async fn lock_keys(
         conn: &mut <D::Db as sqlx::Database>::Connection,
         tenant: &str,
         keys: &[String],
     ) -> StoreResult<()> {
+        if !D::KEY_LOCKS {
+            return Ok(());
+        }
         let mut keys: Vec<&String> = keys.iter().collect();
         keys.sort();
         keys.dedup();
@@ -201,6 +205,56 @@ for_every_dialect! { helpers for Dialect {
         Ok(())
     }
 
+    /// Ends attempt `attempt` of running job `id` inside the caller's write
+    /// transaction (see [`crate::store::JobQueue::finish`]); false, and
+    /// nothing changed, when the claim was lost.
+    pub(in crate::store) async fn finish_in(
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        id: Uuid,
+        attempt: u32,
+        now: DateTime<Utc>,
+        finish: Finish,
+    ) -> StoreResult<bool> {
+        let FinishPlan {
+            status,
+            is_final,
+            next_attempt_at,
+        } = codec::finish_plan(&finish, now)?;
+        let tenant: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = $1, last_error = $2, outcome = $3, next_attempt_at = $4, \
+             lease_until = NULL, updated_at = $5 \
+             WHERE id = $6 AND status = 'running' AND attempts = $7 RETURNING tenant",
+        )
+            .bind(status)
+            .bind(finish.error.clone())
+            .bind(finish.outcome.as_ref().map(D::json))
+            .bind(next_attempt_at.map(D::time))
+            .bind(D::time(now))
+            .bind(D::id(id))
+            .bind(D::count(attempt))
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(tenant) = tenant else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE attempts SET finished_at = $1, calls = $2, error = $3, result = $4 \
+             WHERE job_id = $5 AND number = $6",
+        )
+        .bind(D::time(now))
+        .bind(D::json(&codec::calls_json(&finish.calls)))
+        .bind(finish.error)
+        .bind(status)
+        .bind(D::id(id))
+        .bind(D::count(attempt))
+        .execute(&mut *conn)
+        .await?;
+        if is_final {
+            Self::release_keys(conn, &tenant, id).await?;
+        }
+        Ok(true)
+    }
+
     /// Lets go of a final job's keys: the next active job of each key loses
     /// one blocker (a job next on two of its keys loses two), then the keys go.
     async fn release_keys(
@@ -208,11 +262,14 @@ for_every_dialect! { helpers for Dialect {
         tenant: &str,
         id: Uuid,
     ) -> StoreResult<()> {
-        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM job_keys WHERE job_id = $1")
-            .bind(D::id(id))
-            .fetch_all(&mut *conn)
-            .await?;
-        Self::lock_keys(conn, tenant, &keys).await?;
+        if D::KEY_LOCKS {
+            let keys: Vec<String> =
+                sqlx::query_scalar("SELECT key FROM job_keys WHERE job_id = $1")
+                    .bind(D::id(id))
+                    .fetch_all(&mut *conn)
+                    .await?;
+            Self::lock_keys(conn, tenant, &keys).await?;
+        }
         sqlx::query(
             "WITH next AS ( \
                SELECT (SELECT later.job_id FROM job_keys later \
@@ -381,49 +438,7 @@ for_every_dialect! { JobQueue for QueueOps {
         now: DateTime<Utc>,
         finish: Finish,
     ) -> StoreResult<bool> {
-        let FinishPlan {
-            status,
-            is_final,
-            next_attempt_at,
-        } = codec::finish_plan(&finish, now)?;
-        let mut tx = D::begin_write(&self.writer).await?;
-        let sql = format!(
-            "UPDATE jobs SET status = $1, last_error = $2, outcome = $3, next_attempt_at = $4, \
-             lease_until = NULL, updated_at = $5 \
-             WHERE id = $6 AND status = 'running' AND attempts = $7 RETURNING {JOB_COLUMNS}"
-        );
-        let done = sqlx::query(&sql)
-            .bind(status)
-            .bind(finish.error.clone())
-            .bind(finish.outcome.as_ref().map(D::json))
-            .bind(next_attempt_at.map(D::time))
-            .bind(D::time(now))
-            .bind(D::id(id))
-            .bind(D::count(attempt))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = done else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        let job = D::job(&row)?;
-        sqlx::query(
-            "UPDATE attempts SET finished_at = $1, calls = $2, error = $3, result = $4 \
-             WHERE job_id = $5 AND number = $6",
-        )
-        .bind(D::time(now))
-        .bind(D::json(&codec::calls_json(&finish.calls)))
-        .bind(finish.error)
-        .bind(status)
-        .bind(D::id(id))
-        .bind(D::count(attempt))
-        .execute(&mut *tx)
-        .await?;
-        if is_final {
-            Self::release_keys(&mut *tx, &job.tenant, id).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        D::finish(self, id, attempt, now, finish).await
     }
 
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {

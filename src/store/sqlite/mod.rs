@@ -54,8 +54,8 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 
 /// What SQLite keeps beside its pools.
 pub struct SqliteState {
-    /// Admissions, committed in groups (see `queue.rs`).
-    admits: mpsc::Sender<queue::AdmitRequest>,
+    /// Admissions and finished attempts, committed in groups (see `queue.rs`).
+    writes: mpsc::Sender<queue::WriteRequest>,
     /// The page cap of [`SqliteStore::set_max_page_count`] (0: none), applied
     /// again to a writer connection that had to be replaced.
     max_pages: Arc<AtomicU64>,
@@ -71,7 +71,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints (and their fsyncs) are the checkpointer's, not the writer's.
+            .pragma("wal_autocheckpoint", "0");
 
         // The writer connection lives as long as the store: reopening it would
         // only cost time, and an in-memory database would vanish with it. It is
@@ -112,14 +114,21 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
-                .connect_with(options.pragma("query_only", "ON"))
+                .connect_with(options.clone().pragma("query_only", "ON"))
                 .await?
         };
-        let admits = queue::start_group_commit(writer.clone());
+        let writes = queue::start_group_commit(writer.clone());
+        if !in_memory {
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            tokio::spawn(checkpoint(checkpointer));
+        }
         Ok(SqlStore {
             reader,
             writer,
-            state: SqliteState { admits, max_pages },
+            state: SqliteState { writes, max_pages },
         })
     }
 
@@ -141,6 +150,34 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the write-ahead log into the database file, on a connection of its
+/// own, every [`CHECKPOINT_EVERY`]. SQLite would otherwise checkpoint inside
+/// the commit that crosses 1,000 pages, with its fsyncs, on the one writer
+/// connection every write waits for. PASSIVE: it never blocks the writer or a
+/// reader; what it cannot copy now it copies next time. Ends with the store.
+async fn checkpoint(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; trying again");
+        }
     }
 }
 
@@ -196,6 +233,8 @@ impl Dialect for SqliteDialect {
     const NEXT_JOB_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)";
     // The write transaction already holds the database's only write lock.
     const FOR_UPDATE: &'static str = "";
+    // The single writer connection runs every write one after the other.
+    const KEY_LOCKS: bool = false;
 
     fn id(id: Uuid) -> String {
         id.to_string()
