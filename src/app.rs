@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::retry::Policy;
 use crate::run::grades::GradesPoller;
 use crate::run::outbox::OutboxRunner;
+use crate::run::retention::Pruner;
 use crate::run::worker::Worker;
 use crate::store::{self, Store};
 use crate::tenant::Tenants;
@@ -95,6 +96,11 @@ pub async fn run(
         tenants: tenants.clone(),
         wake: wake.clone(),
     };
+    let pruner = Pruner {
+        store: store.clone(),
+        config: config.retention.clone(),
+        metrics: metrics.clone(),
+    };
     let state = AppState {
         store,
         tenants,
@@ -112,6 +118,7 @@ pub async fn run(
     let mut parts = JoinSet::new();
     parts.spawn(part("worker", worker.run(stop_rx.clone())));
     parts.spawn(part("outbox", outbox.run(stop_rx.clone())));
+    parts.spawn(part("pruner", pruner.run(stop_rx.clone())));
     parts.spawn(part("grades poller", poller.run(stop_rx)));
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

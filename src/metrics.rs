@@ -62,6 +62,11 @@ struct EntityLabels {
     entity: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~82 s: Moodle calls range from a few ms to the 30 s timeout.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -78,6 +83,7 @@ pub struct Metrics {
     moodle_latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     callbacks: Family<CallbackLabels, Counter>,
     callback_latency: Family<EntityLabels, Histogram, fn() -> Histogram>,
+    pruned: Family<TableLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -100,6 +106,8 @@ impl Metrics {
         let callbacks = Family::<CallbackLabels, Counter>::default();
         let callback_latency: Family<_, _, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
+
+        let pruned = Family::<TableLabels, Counter>::default();
 
         let mut registry = Registry::with_prefix("apit");
         registry.register(
@@ -138,6 +146,11 @@ impl Metrics {
             "Latency of write-back deliveries by entity",
             callback_latency.clone(),
         );
+        registry.register(
+            "pruned_rows",
+            "Rows removed by retention, by table",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -148,7 +161,17 @@ impl Metrics {
             moodle_latency,
             callbacks,
             callback_latency,
+            pruned,
         }
+    }
+
+    /// Counts rows removed by retention from `table`.
+    pub fn pruned(&self, table: &str, rows: u64) {
+        self.pruned
+            .get_or_create(&TableLabels {
+                table: table.into(),
+            })
+            .inc_by(rows);
     }
 
     /// Counts one webhook request. `tenant` and `kind` must already be bounded

@@ -11,8 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+mod retention;
 mod tenant;
 
+pub use retention::RetentionConfig;
 pub use tenant::{CallbackConfig, CallbackKind, GradesConfig, OnCancel, TenantConfig};
 
 use crate::secret::{self, Secret};
@@ -128,6 +130,8 @@ pub struct Config {
     #[serde(default)]
     pub retry: RetryConfig,
     #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
 }
 
@@ -197,6 +201,7 @@ impl Config {
         }
         self.worker.validate(&mut problems);
         self.retry.validate(&mut problems);
+        self.retention.validate(&mut problems);
         for (name, t) in &mut self.tenants {
             t.resolve_and_validate(name, &mut problems);
         }

@@ -14,6 +14,7 @@ mod migrations;
 mod outbox;
 mod postgres;
 mod queue;
+mod retention;
 mod shared;
 mod sqlite;
 
@@ -24,6 +25,7 @@ pub use queue::{
     Admission, Attempt, Finish, Job, JobFilter, JobKind, JobQueue, JobStatus, NewJob, QueueStat,
     RetryResult,
 };
+pub use retention::{Cutoffs, PruneCursor, PruneStep, Pruned, Retention, Space};
 pub use shared::{Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 
@@ -48,10 +50,10 @@ pub enum StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A whole store: all three roles over one database.
-pub trait Store: JobQueue + Links + Outbox {}
+/// A whole store: all roles over one database.
+pub trait Store: JobQueue + Links + Outbox + Retention {}
 
-impl<T: JobQueue + Links + Outbox> Store for T {}
+impl<T: JobQueue + Links + Outbox + Retention> Store for T {}
 
 /// Opens the store named by `database_url` and applies its migrations.
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {

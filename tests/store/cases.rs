@@ -1625,3 +1625,8 @@ pub async fn check_durability_fixture(store: &dyn Store) {
         Admission::Existing(_)
     ));
 }
+
+// Retention cases live in their own file, with the helpers above.
+#[path = "retention.rs"]
+mod retention;
+pub use retention::*;

@@ -83,6 +83,11 @@ conformance!(
     writebacks_claim_and_finish,
     jobs_list_filters_and_cursor,
     queue_stats_count_per_tenant_and_status,
+    prune_removes_old_history_and_keeps_each_entitys_newest_event,
+    prune_keeps_a_job_while_its_idempotency_key_is_kept,
+    prune_keeps_failed_jobs_longer_and_never_touches_active_jobs_links_or_enrolments,
+    prune_writebacks_keeps_the_newest_of_each_target_and_pending_ones,
+    prune_works_in_small_batches_through_a_long_history,
 );
 
 #[tokio::test]
@@ -154,4 +159,10 @@ async fn sqlite_in_memory_works_through_one_connection() {
     let store = store::connect("sqlite::memory:").await.unwrap();
     cases::write_durability_fixture(store.as_ref()).await;
     cases::check_durability_fixture(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_file_shrinks_after_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    cases::sqlite_file_shrinks_after_pruning(&dir.path().join("shrink.db")).await;
 }

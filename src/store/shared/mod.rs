@@ -11,6 +11,9 @@
 mod links;
 mod outbox;
 mod queue;
+mod retention;
+
+pub use retention::RetentionOps;
 
 use std::future::Future;
 use std::time::Duration;

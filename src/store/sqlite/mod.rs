@@ -16,6 +16,7 @@
 
 mod outbox;
 mod queue;
+mod retention;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,8 +24,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
@@ -63,6 +64,9 @@ impl SqliteStore {
         let (url, synchronous) = split_synchronous(url)?;
         let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
+            // Before the first table exists, so new files can give pages back
+            // (store/sqlite/retention.rs); a no-op on older files.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
