@@ -4,6 +4,7 @@ pub mod callback;
 pub mod check;
 pub mod config;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod intake;
 pub mod jobs_cli;

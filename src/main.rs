@@ -46,6 +46,15 @@ enum Command {
     /// memory, and prints at start a [tenants.demo] section to paste into a configuration.
     /// Runs until Ctrl-C or SIGTERM.
     SimulateMoodle(SimulateArgs),
+    /// Exit 0 when the service answers 200 at URL (container health checks; the image has no curl).
+    Healthcheck {
+        #[arg(
+            long,
+            env = "APIT_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
 }
 
 #[derive(Args)]
@@ -214,6 +223,15 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("apit-moodle-sync: {e}");
                     ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+        Command::Healthcheck { url } => {
+            return match runtime.block_on(apit_moodle_sync::healthcheck::probe(&url)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("apit-moodle-sync: {e}");
+                    ExitCode::FAILURE
                 }
             };
         }

@@ -5,7 +5,9 @@ mod support;
 
 mod admin;
 mod check;
+mod concurrent_start;
 mod grades;
+mod healthcheck;
 mod ingest;
 mod jobs_cli;
 mod metrics;

@@ -44,6 +44,9 @@ use super::{
 /// Readers in parallel with the single writer (WAL lets them run concurrently).
 const READERS: u32 = 4;
 
+/// Migration runs before giving up (see `connect`).
+const MIGRATE_TRIES: u64 = 3;
+
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,10 +84,20 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
-        migrations::migrator(migrations::SQLITE)
-            .await?
-            .run(&writer)
-            .await?;
+        // sqlx takes no lock while migrating SQLite, so two processes opening a
+        // new file at once both try the first migration; the one that loses
+        // fails ("table … already exists", or busy) once the other committed.
+        // Running again then finds every migration applied (each is atomic).
+        let migrator = migrations::migrator(migrations::SQLITE).await?;
+        let mut tries = 0;
+        while let Err(e) = migrator.run(&writer).await {
+            tries += 1;
+            if tries == MIGRATE_TRIES {
+                return Err(e.into());
+            }
+            tracing::debug!(error = %e, "migration raced with another process; running it again");
+            tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+        }
         // Refresh the planner's statistics where they are stale (cheap; what
         // SQLite recommends when opening a long-lived connection).
         sqlx::query("PRAGMA optimize = 0x10002")
