@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod check;
 mod concurrent_start;
+mod deploy_config;
 mod grades;
 mod healthcheck;
 mod ingest;
