@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use apit_moodle_sync::config::RetentionConfig;
-use apit_moodle_sync::store::{self, Cutoffs, PruneCursor, Retention, Space};
+use apit_moodle_sync::store::{self, Cutoffs, PruneCursor, Space};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apit-moodle-sync");
