@@ -197,7 +197,12 @@ impl Config {
         );
         if self.database_url_file.is_some() {
             let mut url = None;
-            secret::resolve("database_url", &mut url, &self.database_url_file, &mut problems);
+            secret::resolve(
+                "database_url",
+                &mut url,
+                &self.database_url_file,
+                &mut problems,
+            );
             if let Some(url) = url {
                 self.database_url = url.expose().to_owned();
             }
@@ -383,7 +388,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("database_url");
         std::fs::write(&file, "postgres://apit:pw@db/apit\n").unwrap();
-        let toml = format!("database_url_file = {:?}\n{MINIMAL}", file.display().to_string());
+        let toml = format!(
+            "database_url_file = {:?}\n{MINIMAL}",
+            file.display().to_string()
+        );
         let c = Config::from_toml(&toml).unwrap();
         assert_eq!(c.database_url, "postgres://apit:pw@db/apit");
     }

@@ -11,7 +11,7 @@ use apit_moodle_sync::config::Config;
 fn load_with_secrets(toml: &str, mount: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let mut text = toml.to_owned();
-    for line in toml.lines() {
+    for line in toml.lines().filter(|l| l.contains("_file = ")) {
         let Some((_, rest)) = line.split_once(mount) else {
             continue;
         };
@@ -28,15 +28,22 @@ fn load_with_secrets(toml: &str, mount: &str) -> Config {
 }
 
 fn deploy(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(path),
+    )
+    .unwrap()
 }
 
 #[test]
 fn the_compose_configuration_loads_with_its_secret_files() {
     let c = load_with_secrets(&deploy("compose/apit-moodle-sync.toml"), "/run/secrets");
     assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
-    assert!(c.database_url.starts_with("postgres://"), "two replicas share PostgreSQL");
+    assert!(
+        c.database_url.starts_with("postgres://"),
+        "two replicas share PostgreSQL"
+    );
     assert!(c.admin_token.is_some());
     // Docker waits stop_grace_period (45s) before SIGKILL.
     assert!(c.worker.shutdown_timeout.as_secs() < 45);
@@ -46,7 +53,8 @@ fn the_compose_configuration_loads_with_its_secret_files() {
 
 #[test]
 fn the_kubernetes_configmap_loads_and_the_grace_period_outlasts_the_drain() {
-    let configmap: serde_yaml::Value = serde_yaml::from_str(&deploy("kubernetes/configmap.yaml")).unwrap();
+    let configmap: serde_yaml::Value =
+        serde_yaml::from_str(&deploy("kubernetes/configmap.yaml")).unwrap();
     let toml = configmap["data"]["apit-moodle-sync.toml"].as_str().unwrap();
     let c = load_with_secrets(toml, "/var/run/secrets/apit-moodle-sync");
     assert!(c.database_url.starts_with("postgres://"));
@@ -58,7 +66,8 @@ fn the_kubernetes_configmap_loads_and_the_grace_period_outlasts_the_drain() {
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(grace > c.worker.shutdown_timeout.as_secs(), "{grace}s");
     // The secrets the TOML reads are the keys of the Secret, mounted where it reads them.
-    let secret: serde_yaml::Value = serde_yaml::from_str(&deploy("kubernetes/secret.yaml")).unwrap();
+    let secret: serde_yaml::Value =
+        serde_yaml::from_str(&deploy("kubernetes/secret.yaml")).unwrap();
     for line in toml.lines().filter(|l| l.contains("_file")) {
         let name = line.rsplit('/').next().unwrap().trim_end_matches('"');
         assert!(
