@@ -14,6 +14,7 @@
 //!   cargo bench --bench deploy -- --store sqlite --replicas 1 --events 5000
 //!   cargo bench --bench deploy -- --store postgres --replicas 2 --events 5000
 //!   cargo bench --bench deploy -- --store sqlite --backlog 100000   # RSS with a deep queue
+//!   cargo bench --bench deploy -- --store sqlite --prune 50000      # admissions during a pass
 //! Options: --clients C (32), --moodle-ms MS (35), --courses N (100).
 
 use std::process::{Child, Command, Stdio};
@@ -39,6 +40,7 @@ struct Options {
     moodle_ms: u64,
     courses: usize,
     backlog: usize,
+    prune: usize,
 }
 
 fn options() -> Options {
@@ -50,6 +52,7 @@ fn options() -> Options {
         moodle_ms: 35,
         courses: 100,
         backlog: 0,
+        prune: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
@@ -62,6 +65,7 @@ fn options() -> Options {
             "--moodle-ms" => o.moodle_ms = v.parse().expect("--moodle-ms MS"),
             "--courses" => o.courses = v.parse().expect("--courses N"),
             "--backlog" => o.backlog = v.parse().expect("--backlog N"),
+            "--prune" => o.prune = v.parse().expect("--prune N"),
             _ => {}
         }
     }
@@ -187,6 +191,9 @@ async fn store_size(url: &str) -> f64 {
 #[tokio::main]
 async fn main() {
     let o = options();
+    if o.prune > 0 {
+        return prune_while_admitting(&o).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients)
@@ -429,4 +436,144 @@ bearer_token = "bench-callback"
             .await;
         let _ = c.close().await;
     }
+}
+
+/// A job for the store directly: a `course-saved` of `course` with body `n`.
+fn course_job(course: usize, n: usize) -> store::NewJob {
+    store::NewJob {
+        id: uuid::Uuid::now_v7(),
+        tenant: "demo".into(),
+        kind: store::JobKind::parse("course-saved").unwrap(),
+        event: json!({"course": {"id": format!("C{course}"), "label": format!("v{n}"),
+                      "aims": "x".repeat(300)}}),
+        keys: vec![format!("demo:course:C{course}:{n}")],
+        idempotency_key: Some(format!("wf-{course}-{n}")),
+        entity: format!("course-saved:C{course}"),
+        body_hash: format!("{course}-{n}"),
+    }
+}
+
+/// `--prune N`: N finished, superseded jobs (with attempts and keys) 40 days
+/// old in the store; then one pruning pass with the default settings while a
+/// client admits events back to back. Prints the pass's time and the
+/// admissions' latency before and during it.
+async fn prune_while_admitting(o: &Options) {
+    use apit_moodle_sync::config::RetentionConfig;
+    use apit_moodle_sync::metrics::Metrics;
+    use apit_moodle_sync::run::retention::Pruner;
+    let dir = tempfile::tempdir().unwrap();
+    let url = if o.store == "sqlite" {
+        format!("sqlite://{}", dir.path().join("prune.db").display())
+    } else {
+        std::env::var("DATABASE_URL_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    };
+    assert!(
+        o.store == "sqlite",
+        "--prune runs on SQLite (its single writer is the case that matters)"
+    );
+    let store = store::connect(&url).await.unwrap();
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(40);
+    let lease = Duration::from_secs(60);
+    let done = |status| store::Finish {
+        status,
+        next_attempt_at: None,
+        error: None,
+        outcome: Some(json!({"steps": ["course updated"]})),
+        calls: Vec::new(),
+    };
+    let filled = Instant::now();
+    // 10 versions of each course: 9 superseded per course.
+    for n in 0..o.prune {
+        store
+            .admit(course_job(n / 10, n), false, old)
+            .await
+            .unwrap();
+        if n % 500 == 499 || n + 1 == o.prune {
+            loop {
+                let jobs = store.claim(old, lease, 500).await.unwrap();
+                if jobs.is_empty() {
+                    break;
+                }
+                for j in jobs {
+                    store
+                        .finish(j.id, j.attempts, old, done(store::JobStatus::Succeeded))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    }
+    eprintln!(
+        "filled {} jobs in {:.1} s",
+        o.prune,
+        filled.elapsed().as_secs_f64()
+    );
+
+    async fn admit_for(
+        store: &std::sync::Arc<dyn store::Store>,
+        stop: &std::sync::atomic::AtomicBool,
+        base: usize,
+    ) -> Vec<Duration> {
+        let mut latencies = Vec::new();
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            store
+                .admit(
+                    course_job(1_000_000 + base + n, n),
+                    false,
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            latencies.push(t.elapsed());
+            n += 1;
+        }
+        latencies
+    }
+    fn summary(mut l: Vec<Duration>) -> String {
+        l.sort();
+        let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+        format!(
+            "{} admissions, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            p(0.5),
+            p(0.99),
+            p(1.0)
+        )
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let before = {
+        let admitting = admit_for(&store, &stop, 0);
+        let timer = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stop.store(true, Ordering::Relaxed);
+        };
+        tokio::join!(admitting, timer).0
+    };
+    stop.store(false, Ordering::Relaxed);
+    let pruner = Pruner {
+        store: store.clone(),
+        config: RetentionConfig::default(),
+        metrics: std::sync::Arc::new(Metrics::new()),
+    };
+    let (_tx, mut rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let (during, report) = tokio::join!(admit_for(&store, &stop, 500_000), async {
+        let report = pruner.pass(&mut rx).await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        report
+    });
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "sqlite: pruned {} jobs ({} rows) and released {} pages in {took:.1} s ({:.0} jobs/s); \
+         admissions before: {}; during the pass: {}",
+        report.pruned.jobs,
+        report.pruned.total(),
+        report.released_pages,
+        report.pruned.jobs as f64 / took,
+        summary(before),
+        summary(during),
+    );
 }

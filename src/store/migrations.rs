@@ -23,18 +23,32 @@ use super::StoreResult;
 type Embedded = (i64, &'static str, &'static str);
 
 /// `migrations/sqlite/`.
-pub(super) const SQLITE: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+pub(super) const SQLITE: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        4,
+        "retention",
+        include_str!("../../migrations/sqlite/0004_retention.sql"),
+    ),
+];
 
 /// `migrations/postgres/`.
-pub(super) const POSTGRES: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub(super) const POSTGRES: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        4,
+        "retention",
+        include_str!("../../migrations/postgres/0004_retention.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(&'static [Embedded]);

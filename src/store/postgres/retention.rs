@@ -22,12 +22,8 @@ impl RetentionOps for PgDialect {
         ))
     }
 
-    fn doomed_job(row: &PgRow) -> StoreResult<(Uuid, String, Option<String>)> {
-        Ok((
-            row.try_get::<PgUuid, _>("id")?.0,
-            row.try_get("tenant")?,
-            row.try_get("idempotency_key")?,
-        ))
+    fn doomed_job(row: &PgRow) -> StoreResult<Uuid> {
+        Ok(row.try_get::<PgUuid, _>("id")?.0)
     }
 
     fn window_writeback(row: &PgRow) -> StoreResult<(Uuid, i64, bool)> {

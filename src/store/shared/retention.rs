@@ -28,9 +28,8 @@ pub trait RetentionOps: Dialect {
     /// `id` and `prunable` of a row of the job window.
     fn window_job(row: &<Self::Db as Database>::Row) -> StoreResult<(Uuid, bool)>;
 
-    /// `id`, `tenant` and `idempotency_key` of a job about to be deleted.
-    fn doomed_job(row: &<Self::Db as Database>::Row)
-    -> StoreResult<(Uuid, String, Option<String>)>;
+    /// `id` of a job about to be deleted.
+    fn doomed_job(row: &<Self::Db as Database>::Row) -> StoreResult<Uuid>;
 
     /// `id`, `seq` and `prunable` of a row of the write-back window.
     fn window_writeback(row: &<Self::Db as Database>::Row) -> StoreResult<(Uuid, i64, bool)>;
@@ -191,7 +190,7 @@ where
     ) -> StoreResult<Pruned> {
         let mut tx = D::begin_write(&self.writer).await?;
         let sql = format!(
-            "SELECT j.id, j.tenant, j.idempotency_key FROM jobs j \
+            "SELECT j.id FROM jobs j \
              WHERE j.id IN ({}) AND j.status = $1 AND {}{}",
             placeholders(4, candidates.len()),
             job_prunable(2, 3),
@@ -215,47 +214,23 @@ where
         }
         let ids = placeholders(1, doomed.len());
         let mut pruned = Pruned::default();
-        for (table, column, count) in [
-            ("attempts", "job_id", &mut pruned.attempts),
-            ("job_keys", "job_id", &mut pruned.job_keys),
+        // Everything that points at the jobs, each by an index on job_id
+        // (idempotency's is migration 0004's), then the jobs themselves.
+        for (table, count) in [
+            ("attempts", &mut pruned.attempts),
+            ("job_keys", &mut pruned.job_keys),
+            ("idempotency", &mut pruned.idempotency),
         ] {
-            let sql = format!("DELETE FROM {table} WHERE {column} IN ({ids})");
+            let sql = format!("DELETE FROM {table} WHERE job_id IN ({ids})");
             let mut query = sqlx::query(&sql);
-            for (id, _, _) in &doomed {
+            for id in &doomed {
                 query = query.bind(D::id(*id));
             }
             *count = D::rows_affected(&query.execute(&mut *tx).await?);
         }
-        // Each key through its primary key: (tenant, key) and the job it points at.
-        let keyed: Vec<_> = doomed
-            .iter()
-            .filter_map(|(id, tenant, key)| key.as_ref().map(|k| (*id, tenant, k)))
-            .collect();
-        if !keyed.is_empty() {
-            let conditions = (0..keyed.len())
-                .map(|i| {
-                    let p = 3 * i + 1;
-                    format!(
-                        "(tenant = ${p} AND key = ${} AND job_id = ${})",
-                        p + 1,
-                        p + 2
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let sql = format!("DELETE FROM idempotency WHERE {conditions}");
-            let mut query = sqlx::query(&sql);
-            for (id, tenant, key) in &keyed {
-                query = query
-                    .bind(tenant.to_string())
-                    .bind(key.to_string())
-                    .bind(D::id(*id));
-            }
-            pruned.idempotency = D::rows_affected(&query.execute(&mut *tx).await?);
-        }
         let sql = format!("DELETE FROM jobs WHERE id IN ({ids})");
         let mut query = sqlx::query(&sql);
-        for (id, _, _) in &doomed {
+        for id in &doomed {
             query = query.bind(D::id(*id));
         }
         pruned.jobs = D::rows_affected(&query.execute(&mut *tx).await?);

@@ -29,12 +29,8 @@ impl RetentionOps for SqliteDialect {
         ))
     }
 
-    fn doomed_job(row: &SqliteRow) -> StoreResult<(Uuid, String, Option<String>)> {
-        Ok((
-            codec::uuid(row.try_get("id")?)?,
-            row.try_get("tenant")?,
-            row.try_get("idempotency_key")?,
-        ))
+    fn doomed_job(row: &SqliteRow) -> StoreResult<Uuid> {
+        Ok(codec::uuid(row.try_get("id")?)?)
     }
 
     fn window_writeback(row: &SqliteRow) -> StoreResult<(Uuid, i64, bool)> {
