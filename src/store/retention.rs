@@ -44,7 +44,8 @@ impl Cutoffs {
             chrono::TimeDelta::from_std(keep)
                 .ok()
                 .and_then(|d| now.checked_sub_signed(d))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                // Kept "forever": nothing finished before 1970.
+                .map_or(DateTime::UNIX_EPOCH, |t| t.max(DateTime::UNIX_EPOCH))
         };
         Cutoffs {
             succeeded_before: before(config.succeeded),

@@ -30,7 +30,7 @@ impl RetentionOps for SqliteDialect {
     }
 
     fn doomed_job(row: &SqliteRow) -> StoreResult<Uuid> {
-        Ok(codec::uuid(row.try_get("id")?)?)
+        codec::uuid(row.try_get("id")?)
     }
 
     fn window_writeback(row: &SqliteRow) -> StoreResult<(Uuid, i64, bool)> {
