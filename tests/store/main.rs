@@ -88,6 +88,7 @@ conformance!(
     prune_keeps_failed_jobs_longer_and_never_touches_active_jobs_links_or_enrolments,
     prune_writebacks_keeps_the_newest_of_each_target_and_pending_ones,
     prune_works_in_small_batches_through_a_long_history,
+    concurrent_prunes_delete_each_row_once,
 );
 
 #[tokio::test]

@@ -372,3 +372,45 @@ async fn checkpointed_size(url: &str, path: &std::path::Path) -> u64 {
     conn.close().await.unwrap();
     size
 }
+
+/// Two replicas pruning the same store at once (and admitting meanwhile):
+/// every superseded job goes exactly once, nothing fails, nothing kept goes.
+pub async fn concurrent_prunes_delete_each_row_once(store: Arc<dyn Store>) {
+    let mut superseded = 0;
+    for course in 0..6 {
+        for n in 0..10 {
+            let job = event(
+                "acme",
+                &format!("C{course}"),
+                json!({"n": n}),
+                Some(&format!("k{course}-{n}")),
+            );
+            run_to(&store, job, JobStatus::Succeeded, at(n)).await;
+            superseded += u64::from(n < 9);
+        }
+    }
+    let now = at(31 * DAY);
+    let config = defaults();
+    let (a, b, _) = tokio::join!(
+        prune_all(&store, now, &config, 4),
+        prune_all(&store, now, &config, 4),
+        async {
+            for i in 0..20 {
+                admit(
+                    &store,
+                    event("acme", &format!("N{i}"), json!({}), None),
+                    now,
+                )
+                .await;
+            }
+        }
+    );
+    assert_eq!(a.jobs + b.jobs, superseded, "{a:?} + {b:?}");
+    assert_eq!(a.idempotency + b.idempotency, superseded);
+    let left = store.jobs(&Default::default()).await.unwrap();
+    assert_eq!(
+        left.len(),
+        6 + 20,
+        "each course's newest event and the new jobs"
+    );
+}
