@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::retry::Policy;
 use crate::run::grades::GradesPoller;
 use crate::run::outbox::OutboxRunner;
+use crate::run::retention::Pruner;
 use crate::run::worker::Worker;
 use crate::store::{self, Store};
 use crate::tenant::Tenants;
@@ -98,6 +99,11 @@ pub async fn run(
         tenants: tenants.clone(),
         wake: wake.clone(),
     };
+    let pruner = Pruner {
+        store: store.clone(),
+        config: config.retention.clone(),
+        metrics: metrics.clone(),
+    };
     let state = AppState {
         store,
         tenants,
@@ -118,6 +124,7 @@ pub async fn run(
     let mut parts = JoinSet::new();
     parts.spawn(part("worker", worker.run(stop_rx.clone())));
     parts.spawn(part("outbox", outbox.run(stop_rx.clone())));
+    parts.spawn(part("pruner", pruner.run(stop_rx.clone())));
     parts.spawn(part("grades poller", poller.run(stop_rx)));
     let mut server = tokio::spawn(async move {
         http::serve(listener, app, edge, async {

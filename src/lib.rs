@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod intake;
 pub mod jobs_cli;

@@ -50,6 +50,15 @@ enum Command {
     /// in one process, a scripted story told over HTTP step by step, then left running for
     /// your own events (README's curl examples) until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Exit 0 when the service answers 200 at URL (container health checks; the image has no curl).
+    Healthcheck {
+        #[arg(
+            long,
+            env = "APIT_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
 }
 
 #[derive(Args)]
@@ -218,6 +227,15 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("apit-moodle-sync: {e}");
                     ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+        Command::Healthcheck { url } => {
+            return match runtime.block_on(apit_moodle_sync::healthcheck::probe(&url)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("apit-moodle-sync: {e}");
+                    ExitCode::FAILURE
                 }
             };
         }

@@ -75,6 +75,11 @@ struct BuildLabels {
     version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~82 s: Moodle calls range from a few ms to the 30 s timeout.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -95,6 +100,7 @@ pub struct Metrics {
     moodle_latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     callbacks: Family<CallbackLabels, Counter>,
     callback_latency: Family<EntityLabels, Histogram, fn() -> Histogram>,
+    pruned: Family<TableLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -117,6 +123,8 @@ impl Metrics {
         let callbacks = Family::<CallbackLabels, Counter>::default();
         let callback_latency: Family<_, _, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
+
+        let pruned = Family::<TableLabels, Counter>::default();
 
         let mut registry = Registry::with_prefix("apit");
         registry.register(
@@ -168,6 +176,11 @@ impl Metrics {
         );
         let mut process = Registry::default();
         process.register_collector(Box::new(process::ProcessCollector));
+        registry.register(
+            "pruned_rows",
+            "Rows removed by retention, by table",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             process,
@@ -180,6 +193,7 @@ impl Metrics {
             moodle_latency,
             callbacks,
             callback_latency,
+            pruned,
         }
     }
 
@@ -224,6 +238,15 @@ impl Metrics {
             }));
         }
         metrics
+    }
+
+    /// Counts rows removed by retention from `table`.
+    pub fn pruned(&self, table: &str, rows: u64) {
+        self.pruned
+            .get_or_create(&TableLabels {
+                table: table.into(),
+            })
+            .inc_by(rows);
     }
 
     /// Counts one webhook request. `tenant` and `kind` must already be bounded

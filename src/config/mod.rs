@@ -12,9 +12,11 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 mod console;
+mod retention;
 mod tenant;
 
 pub use console::{ConsoleConfig, OperatorConfig};
+pub use retention::RetentionConfig;
 pub use tenant::{CallbackConfig, CallbackKind, GradesConfig, OnCancel, TenantConfig};
 
 use crate::secret::{self, Secret};
@@ -177,6 +179,8 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "defaults::database_url")]
     pub database_url: String,
+    /// A file holding `database_url` (it carries the PostgreSQL password); wins over `database_url`.
+    database_url_file: Option<PathBuf>,
     /// For `/v1/jobs*` and `grades/sync`; without it the admin API refuses every call.
     pub admin_token: Option<Secret>,
     admin_token_file: Option<PathBuf>,
@@ -188,6 +192,8 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
     /// `[console]`: the operator console in the browser.
@@ -256,6 +262,18 @@ impl Config {
             &self.admin_token_file,
             &mut problems,
         );
+        if self.database_url_file.is_some() {
+            let mut url = None;
+            secret::resolve(
+                "database_url",
+                &mut url,
+                &self.database_url_file,
+                &mut problems,
+            );
+            if let Some(url) = url {
+                self.database_url = url.expose().to_owned();
+            }
+        }
         if !self.database_url.starts_with("sqlite:")
             && !self.database_url.starts_with("postgres:")
             && !self.database_url.starts_with("postgresql:")
@@ -265,6 +283,7 @@ impl Config {
         self.worker.validate(&mut problems);
         self.retry.validate(&mut problems);
         self.server.validate(&mut problems);
+        self.retention.validate(&mut problems);
         for (name, t) in &mut self.tenants {
             t.resolve_and_validate(name, &mut problems);
         }
@@ -470,6 +489,19 @@ mod tests {
         for secret in ["file-token-value", "admin-secret", "hook-secret"] {
             assert!(!debug.contains(secret), "{secret} leaked in Debug");
         }
+    }
+
+    #[test]
+    fn the_database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("database_url");
+        std::fs::write(&file, "postgres://apit:pw@db/apit\n").unwrap();
+        let toml = format!(
+            "database_url_file = {:?}\n{MINIMAL}",
+            file.display().to_string()
+        );
+        let c = Config::from_toml(&toml).unwrap();
+        assert_eq!(c.database_url, "postgres://apit:pw@db/apit");
     }
 
     #[test]

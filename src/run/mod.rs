@@ -1,5 +1,6 @@
 //! The claim loops, side by side: the job [`worker`], the write-back
-//! [`outbox`] runner and the [`grades`] poller.
+//! [`outbox`] runner and the [`grades`] poller; beside them the [`retention`]
+//! pruner.
 //!
 //! The worker and the outbox runner share one loop, [`claim_loop`]: claim what
 //! is due into the free slots, run each item in its own task, sleep until woken,
@@ -9,6 +10,7 @@
 
 pub mod grades;
 pub mod outbox;
+pub mod retention;
 pub mod worker;
 
 use std::sync::Arc;

@@ -39,6 +39,11 @@ pub(super) const SQLITE: &[Embedded] = &[
         "claim by blockers",
         include_str!("../../migrations/sqlite/0003_claim_by_blockers.sql"),
     ),
+    (
+        4,
+        "retention",
+        include_str!("../../migrations/sqlite/0004_retention.sql"),
+    ),
 ];
 
 /// `migrations/postgres/`.
@@ -57,6 +62,11 @@ pub(super) const POSTGRES: &[Embedded] = &[
         3,
         "claim by blockers",
         include_str!("../../migrations/postgres/0003_claim_by_blockers.sql"),
+    ),
+    (
+        4,
+        "retention",
+        include_str!("../../migrations/postgres/0004_retention.sql"),
     ),
 ];
 

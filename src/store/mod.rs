@@ -16,6 +16,7 @@ mod migrations;
 mod outbox;
 mod postgres;
 mod queue;
+mod retention;
 mod shared;
 mod sqlite;
 
@@ -27,6 +28,7 @@ pub use queue::{
     ACTIVITY_LOOKBACK, Admission, Attempt, Finish, HourActivity, Job, JobFilter, JobKind, JobQueue,
     JobStatus, NewJob, QueueStat, RetryResult,
 };
+pub use retention::{Cutoffs, PruneCursor, PruneStep, Pruned, Retention, Space};
 pub use shared::{CLAIMABLE, Dialect, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 
@@ -52,9 +54,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A whole store: every role over one database.
-pub trait Store: JobQueue + Links + Outbox + Deliveries {}
+pub trait Store: JobQueue + Links + Outbox + Deliveries + Retention {}
 
-impl<T: JobQueue + Links + Outbox + Deliveries> Store for T {}
+impl<T: JobQueue + Links + Outbox + Deliveries + Retention> Store for T {}
 
 /// Opens the store named by `database_url` and applies its migrations.
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn Store>> {

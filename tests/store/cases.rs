@@ -1989,3 +1989,8 @@ pub async fn admit_one(
     );
     store.admit(job, false, at(0)).await
 }
+
+// Retention cases live in their own file, with the helpers above.
+#[path = "retention.rs"]
+mod retention;
+pub use retention::*;

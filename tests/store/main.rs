@@ -89,6 +89,12 @@ conformance!(
     run_now_makes_a_queued_job_due_and_nothing_else,
     activity_counts_events_and_calls_per_hour,
     deliveries_remember_replays_per_tenant_until_they_expire,
+    prune_removes_old_history_and_keeps_each_entitys_newest_event,
+    prune_keeps_a_job_while_its_idempotency_key_is_kept,
+    prune_keeps_failed_jobs_longer_and_never_touches_active_jobs_links_or_enrolments,
+    prune_writebacks_keeps_the_newest_of_each_target_and_pending_ones,
+    prune_works_in_small_batches_through_a_long_history,
+    concurrent_prunes_delete_each_row_once,
 );
 
 #[tokio::test]
@@ -251,4 +257,10 @@ async fn sqlite_admits_again_after_a_full_disk() {
     let id = admitted.job().id;
     assert!(store.job(id).await.unwrap().is_some(), "stored");
     store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_file_shrinks_after_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    cases::sqlite_file_shrinks_after_pruning(&dir.path().join("shrink.db")).await;
 }

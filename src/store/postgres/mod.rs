@@ -18,6 +18,7 @@
 
 mod outbox;
 mod queue;
+mod retention;
 mod types;
 
 use std::time::Duration;

@@ -12,6 +12,9 @@ mod deliveries;
 mod links;
 mod outbox;
 mod queue;
+mod retention;
+
+pub use retention::RetentionOps;
 
 use std::future::Future;
 use std::time::Duration;

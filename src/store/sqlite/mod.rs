@@ -16,6 +16,7 @@
 
 mod outbox;
 mod queue;
+mod retention;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -25,8 +26,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Executor, Row, Sqlite, Transaction};
 use tokio::sync::mpsc;
@@ -44,6 +45,9 @@ use super::{
 
 /// Readers in parallel with the single writer (WAL lets them run concurrently).
 const READERS: u32 = 4;
+
+/// Migration runs before giving up (see `connect`).
+const MIGRATE_TRIES: u64 = 3;
 
 /// How long a statement waits for a lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +72,9 @@ impl SqliteStore {
         let (url, synchronous) = split_synchronous(url)?;
         let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
+            // Before the first table exists, so new files can give pages back
+            // (store/sqlite/retention.rs); a no-op on older files.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
@@ -97,10 +104,20 @@ impl SqliteStore {
             })
             .connect_with(options.clone())
             .await?;
-        migrations::migrator(migrations::SQLITE)
-            .await?
-            .run(&writer)
-            .await?;
+        // sqlx takes no lock while migrating SQLite, so two processes opening a
+        // new file at once both try the first migration; the one that loses
+        // fails ("table … already exists", or busy) once the other committed.
+        // Running again then finds every migration applied (each is atomic).
+        let migrator = migrations::migrator(migrations::SQLITE).await?;
+        let mut tries = 0;
+        while let Err(e) = migrator.run(&writer).await {
+            tries += 1;
+            if tries == MIGRATE_TRIES {
+                return Err(e.into());
+            }
+            tracing::debug!(error = %e, "migration raced with another process; running it again");
+            tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+        }
         // Refresh the planner's statistics where they are stale (cheap; what
         // SQLite recommends when opening a long-lived connection).
         sqlx::query("PRAGMA optimize = 0x10002")
